@@ -1,0 +1,141 @@
+"""The ``alignbench`` command line.
+
+``alignbench train [OVERRIDES…]`` runs the Hydra app (``-m`` for sweeps);
+``alignbench list scores|tasks|data|trainers|presets`` shows what a config group offers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import CONF_DIR, GROUPS, group_options
+
+EXIT_USAGE = 2
+LIST_GROUPS = {"scores": "score", "tasks": "task", "data": "data", "trainers": "trainer", "presets": "preset"}
+
+
+class UsageError(Exception):
+    """A bad command line: reported as one line, exit code 2."""
+
+
+def _describe(group: str, name: str, search_path: list[str]) -> str:
+    for directory in [Path(p) / group for p in search_path] + [CONF_DIR / group]:
+        path = directory / f"{name}.yaml"
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                text = line.lstrip("# ").strip()
+                if line.startswith("#") and text and not text.startswith("@package"):
+                    return text
+            return ""
+    return ""
+
+
+def _search_path(overrides: list[str]) -> list[str]:
+    """Directories given by a ``hydra.searchpath=[…]`` override (file:// or plain paths)."""
+    dirs: list[str] = []
+    for item in overrides:
+        key, _, value = item.lstrip("+").partition("=")
+        if key == "hydra.searchpath":
+            for part in value.strip("[]").split(","):
+                part = part.strip().strip("'\"")
+                if part.startswith("pkg://"):
+                    continue
+                dirs.append(part[len("file://"):] if part.startswith("file://") else part)
+    return dirs
+
+
+def validate_overrides(overrides: list[str]) -> None:
+    """Check config-group choices (also inside sweeps) before Hydra starts.
+
+    Raises :class:`UsageError` naming the bad value and the valid choices.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    search_path = _search_path(overrides)
+    try:
+        parsed = OverridesParser.create().parse_overrides(
+            [o for o in overrides if not o.startswith(("hydra.searchpath", "-"))]
+        )
+    except HydraException as err:
+        raise UsageError(f"cannot parse overrides: {str(err).splitlines()[0]}") from None
+    for override in parsed:
+        group = override.key_or_group
+        if group not in GROUPS or override.is_delete():
+            continue
+        valid = group_options(group, search_path)
+        if override.is_sweep_override():
+            if type(override.value()).__name__ == "Glob":
+                continue
+            values = list(override.sweep_string_iterator())
+        else:
+            values = [override.get_value_element_as_str()]
+        for value in values:
+            if value not in valid and not (group == "preset" and value == "null"):
+                raise UsageError(f"unknown {group} {value!r}; valid choices: {', '.join(valid)}")
+
+
+def cmd_train(overrides: list[str]) -> int:
+    import hydra
+
+    from .train import hydra_entry
+
+    validate_overrides(overrides)
+    app = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(hydra_entry)
+    sys.argv = ["alignbench train"] + overrides
+    app()
+    return 0
+
+
+def cmd_list(what: str, search_path: list[str]) -> int:
+    group = LIST_GROUPS[what]
+    for name in group_options(group, search_path):
+        print(f"{name:20s} {_describe(group, name, search_path)}".rstrip())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alignbench",
+        description="Benchmark attention alignment score functions on vision-and-language tasks.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    train = sub.add_parser(
+        "train", help="train, validate and test one run (Hydra overrides; -m sweeps)",
+        description="Train one run, e.g. `alignbench train task=vqa data=easy_vqa score=ban seed=0`. "
+        "All arguments are Hydra overrides; `-m` sweeps (`score=dot,ban seed=0,1,2`); "
+        "`--cfg job` prints the composed config.",
+    )
+    train.add_argument("overrides", nargs=argparse.REMAINDER, help="Hydra overrides, e.g. score=ban seed=1")
+    lst = sub.add_parser("list", help="list score functions, tasks, data sets, trainers or presets")
+    lst.add_argument("what", choices=sorted(LIST_GROUPS), help="which config group to list")
+    lst.add_argument("--searchpath", action="append", default=[], help="extra config dir (like hydra.searchpath)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        if argv[:1] == ["train"] and not {"-h", "--help"} & set(argv[1:]):
+            # everything after `train` belongs to Hydra (including -m / --cfg job)
+            return cmd_train(argv[1:])
+        args = parser.parse_args(argv)
+        if args.command == "list":
+            return cmd_list(args.what, args.searchpath)
+        parser.print_help()
+        return EXIT_USAGE
+    except UsageError as err:
+        if debug:
+            raise
+        print(f"alignbench: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Tokenisation and vocabularies shared by every text view."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Iterable, Sequence
+
+import torch
+
+PAD, UNK = "<pad>", "<unk>"
+_TOKEN = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case word tokens; punctuation other than letters/digits becomes its own token,
+    except ``?``, ``.``, ``,`` and ``!`` which are dropped."""
+    return [t for t in _TOKEN.findall(text.lower()) if t not in {"?", ".", ",", "!"}]
+
+
+class Vocab:
+    """Token ↔ id map with ``<pad>`` = 0 and ``<unk>`` = 1."""
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        self.itos = [PAD, UNK] + [t for t in tokens if t not in (PAD, UNK)]
+        self.stoi = {t: i for i, t in enumerate(self.itos)}
+
+    @classmethod
+    def build(cls, texts: Iterable[str], min_count: int = 1) -> "Vocab":
+        counts = Counter(tok for text in texts for tok in tokenize(text))
+        return cls(sorted(t for t, c in counts.items() if c >= min_count))
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def encode(self, text: str) -> list[int]:
+        return [self.stoi.get(t, 1) for t in tokenize(text)]
+
+    def encode_batch(self, texts: Sequence[str], max_len: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode texts to ``tokens [N, L]`` (long, 0-padded) and ``mask [N, L]`` (bool).
+
+        An empty text (no tokens) raises ``ValueError`` naming it, since a question or
+        caption without words cannot be attended over.
+        """
+        ids = [self.encode(t) for t in texts]
+        for text, seq in zip(texts, ids):
+            if not seq:
+                raise ValueError(f"text {text!r} has no tokens")
+        length = max_len or max(len(s) for s in ids)
+        tokens = torch.zeros(len(ids), length, dtype=torch.long)
+        for row, seq in enumerate(ids):
+            seq = seq[:length]
+            tokens[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        return tokens, tokens != 0

@@ -1,0 +1,94 @@
+"""LightningDataModule base shared by the VQA data sets."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import pytorch_lightning as pl
+import torch
+
+from .text import Vocab
+from .vqa_dataset import VQATensors, batch_loader
+
+
+def cache_dir() -> Path:
+    """Where decoded images are cached: ``$ALIGNBENCH_CACHE`` or ``~/.cache/alignbench``."""
+    return Path(os.environ.get("ALIGNBENCH_CACHE", Path.home() / ".cache" / "alignbench")).expanduser()
+
+
+def cached(name: str, key: dict, build: Callable[[], Any]) -> Any:
+    """Return ``build()``, cached on disk under ``name`` and a hash of ``key``.
+
+    The cache file is written atomically; a corrupt cache file is rebuilt.
+    """
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = cache_dir() / f"{name}-{digest}.pt"
+    if path.is_file():
+        try:
+            return torch.load(path, weights_only=False)
+        except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never trusted
+            path.unlink(missing_ok=True)
+    value = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(value, tmp)
+    os.replace(tmp, path)
+    return value
+
+
+class VQADataModule(pl.LightningDataModule):
+    """Common loaders and metadata; subclasses implement :meth:`build`.
+
+    After :meth:`setup`: ``vocab`` (question tokens), ``answers`` (answer vocabulary),
+    ``answer_types``, ``visual`` (``"pixels"`` or ``"regions"``), ``visual_dim``
+    (region feature size, or None), ``image_size`` (pixels, or None).
+    """
+
+    name = "vqa"
+
+    def __init__(self, batch_size: int = 128, eval_batch_size: int = 512, seed: int = 0) -> None:
+        super().__init__()
+        self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
+        self.splits: dict[str, VQATensors] = {}
+        self.vocab: Vocab | None = None
+        self.answers: list[str] = []
+        self.answer_types: list[str] = []
+        self.visual = "pixels"
+        self.visual_dim: int | None = None
+        self.image_size: int | None = None
+
+    def build(self) -> dict[str, VQATensors]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.splits:
+            self.splits = self.build()
+
+    def metadata(self) -> dict:
+        """What the task model needs to know about the data."""
+        self.setup()
+        return {
+            "vocab_size": len(self.vocab),
+            "answers": list(self.answers),
+            "answer_types": list(self.answer_types),
+            "visual": self.visual,
+            "visual_dim": self.visual_dim,
+            "image_size": self.image_size,
+        }
+
+    def sizes(self) -> dict[str, int]:
+        self.setup()
+        return {split: len(ds) for split, ds in self.splits.items()}
+
+    def train_dataloader(self):
+        return batch_loader(self.splits["train"], self.batch_size, shuffle=True, seed=self.seed)
+
+    def val_dataloader(self):
+        return batch_loader(self.splits["val"], self.eval_batch_size, shuffle=False, seed=self.seed)
+
+    def test_dataloader(self):
+        return batch_loader(self.splits["test"], self.eval_batch_size, shuffle=False, seed=self.seed)

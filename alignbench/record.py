@@ -1,0 +1,88 @@
+"""Run records: one ``run.json`` per run, written atomically.
+
+The results layer reads these records and nothing else. Fields: ``task``, ``data``,
+``score`` (config choice, or the class name when ``score._target_`` was overridden),
+``seed``, ``status`` (``running``/``completed``/``failed``), ``error``, ``metrics`` (flat
+dict of final test metrics), ``history`` (validation metrics per epoch), ``params``,
+``score_params``, ``wall_seconds``, ``train_seconds``, ``config`` (resolved),
+``config_hash``, ``versions`` and ``started``/``finished`` (UTC, ISO 8601).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+RECORD_NAME = "run.json"
+# keys that change how a run is shown, not what it computes
+HASH_EXCLUDE = {("trainer", "enable_progress_bar"), ("trainer", "enable_model_summary"), ("output_root",)}
+
+
+def _strip(config: Any, prefix: tuple = ()) -> Any:
+    if isinstance(config, dict):
+        return {k: _strip(v, prefix + (k,)) for k, v in config.items() if prefix + (k,) not in HASH_EXCLUDE}
+    if isinstance(config, list):
+        return [_strip(v, prefix) for v in config]
+    return config
+
+
+def config_hash(config: dict) -> str:
+    """SHA-256 (first 16 hex digits) of the resolved config, without display-only keys."""
+    text = json.dumps(_strip(config), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` via a temporary file and ``os.replace``.
+
+    A crash mid-write leaves the previous file intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(_jsonable(data), fh, indent=2, sort_keys=True)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_record(run_dir: str | Path) -> dict:
+    """Load ``run_dir/run.json``; raises ``ValueError`` naming the file if it is not a record."""
+    path = Path(run_dir) / RECORD_NAME
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(record, dict) or "status" not in record:
+        raise ValueError(f"{path}: not a run record (no 'status')")
+    return record
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries a result depends on."""
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for name in ("alignbench", "torch", "pytorch-lightning", "hydra-core", "torchmetrics", "numpy"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions

@@ -1,0 +1,77 @@
+"""Low-rank bilinear attention and bilinear pooling (Kim, Jun & Zhang, NeurIPS 2018)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .base import AlignmentScore, positive_int
+
+
+class BANScore(AlignmentScore):
+    """Bilinear attention maps for G glimpses; logits ``[B, G, Lq, Lk]``, normalisation ``joint``.
+
+    ``logit_g[i, j] = pᵍᵀ (ReLU(x_i U) ∘ ReLU(y_j V)) + b_g`` with ``U [q_dim, rank]`` and
+    ``V [k_dim, rank]`` shared by all glimpses and ``p_g [rank]``, ``b_g`` per glimpse,
+    i.e. ``((1·p_gᵀ) ∘ XᵀU) VᵀY``. Computed as ``(XU ∘ p_g) (YV)ᵀ``, so no
+    ``[B, Lq, Lk, rank]`` tensor is ever built. ``rank`` defaults to ``3·k_dim`` (BAN's k=3).
+    The softmax over all Lq×Lk pairs is done by :func:`alignbench.attention.attend`.
+    """
+
+    normalization = "joint"
+
+    def __init__(
+        self, q_dim: int, k_dim: int, glimpses: int = 8, rank: int | None = None, dropout: float = 0.0
+    ) -> None:
+        super().__init__(q_dim, k_dim)
+        owner = type(self).__name__
+        self.heads = positive_int(owner, "glimpses", glimpses)
+        self.rank = positive_int(owner, "rank", rank if rank is not None else 3 * k_dim)
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"{owner}: dropout must be in [0, 1), got {dropout!r}")
+        self.query_map = nn.Linear(q_dim, self.rank)
+        self.key_map = nn.Linear(k_dim, self.rank)
+        self.glimpse_vectors = nn.Parameter(torch.randn(self.heads, self.rank) / self.rank**0.5)
+        self.glimpse_bias = nn.Parameter(torch.zeros(self.heads))
+        self.dropout = nn.Dropout(float(dropout))
+
+    def score(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        xu = self.dropout(F.relu(self.query_map(query)))  # [B, Lq, K]
+        yv = self.dropout(F.relu(self.key_map(key)))  # [B, Lk, K]
+        weighted = xu.unsqueeze(1) * self.glimpse_vectors[None, :, None, :]  # [B, G, Lq, K]
+        logits = weighted @ yv.transpose(1, 2).unsqueeze(1)  # [B, G, Lq, Lk]
+        return logits + self.glimpse_bias[None, :, None, None]
+
+
+class BilinearPooling(nn.Module):
+    """BAN's pooling of two sequences with a given attention map.
+
+    ``f'_k = (XᵀU')_kᵀ A (YᵀV')_k`` for ``x [B, Lq, x_dim]``, ``y [B, Lk, y_dim]`` and
+    ``attention [B, Lq, Lk]``; returns ``[B, out_dim]``. With ``pool > 1`` the rank is
+    ``out_dim·pool`` and groups of ``pool`` ranks are summed (BAN's k). Cost is two
+    projections and one batched matmul, never a ``[B, Lq, Lk, rank]`` tensor.
+    """
+
+    def __init__(self, x_dim: int, y_dim: int, out_dim: int, pool: int = 1, dropout: float = 0.0) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        for label, value in (("x_dim", x_dim), ("y_dim", y_dim), ("out_dim", out_dim), ("pool", pool)):
+            positive_int(owner, label, value)
+        self.out_dim, self.pool = out_dim, pool
+        self.x_map = nn.Linear(x_dim, out_dim * pool)
+        self.y_map = nn.Linear(y_dim, out_dim * pool)
+        self.dropout = nn.Dropout(float(dropout))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        if attention.shape != (x.shape[0], x.shape[1], y.shape[1]):
+            raise ValueError(
+                f"BilinearPooling: attention must be [B, Lq, Lk] = {(x.shape[0], x.shape[1], y.shape[1])}, "
+                f"got {tuple(attention.shape)}"
+            )
+        xu = self.dropout(F.relu(self.x_map(x)))  # [B, Lq, K']
+        yv = self.dropout(F.relu(self.y_map(y)))  # [B, Lk, K']
+        pooled = (xu * (attention.to(yv.dtype) @ yv)).sum(dim=1)  # [B, K']
+        if self.pool > 1:
+            pooled = pooled.view(pooled.shape[0], self.out_dim, self.pool).sum(-1)
+        return pooled

@@ -1,0 +1,33 @@
+"""Cosine score ``λ·cos(q, k)`` (as in SCAN, λ = 9)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .base import AlignmentScore
+
+
+class CosineScore(AlignmentScore):
+    """Cosine similarity times a temperature λ; logits ``[B, 1, Lq, Lk]`` in ``[-λ, λ]``.
+
+    When ``q_dim != k_dim`` the query is mapped to ``k_dim`` by a linear projection
+    without bias first.
+    """
+
+    normalization = "row"
+
+    def __init__(self, q_dim: int, k_dim: int, temperature: float = 9.0, eps: float = 1e-8) -> None:
+        super().__init__(q_dim, k_dim)
+        if not float(temperature) > 0:
+            raise ValueError(f"{type(self).__name__}: temperature must be > 0, got {temperature!r}")
+        self.temperature = float(temperature)
+        self.eps = eps
+        self.proj = nn.Linear(q_dim, k_dim, bias=False) if q_dim != k_dim else None
+
+    def score(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        q = self.proj(query) if self.proj is not None else query
+        q = F.normalize(q, dim=-1, eps=self.eps)
+        k = F.normalize(key, dim=-1, eps=self.eps)
+        return (self.temperature * (q @ k.transpose(1, 2))).unsqueeze(1)

@@ -1,0 +1,124 @@
+"""Training entry point: wires the composed config into data, model, trainer and a run record."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from .record import RECORD_NAME, config_hash, library_versions, write_json_atomic
+
+log = logging.getLogger("alignbench")
+DATA_KEYS = ("name", "tasks")
+
+
+class HistoryCallback(pl.Callback):
+    """Collects the validation metrics of every epoch for the run record."""
+
+    def __init__(self) -> None:
+        self.history: list[dict[str, float]] = []
+        self.train_seconds = 0.0
+        self._start = 0.0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.train_seconds = time.perf_counter() - self._start
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        row = {"epoch": trainer.current_epoch}
+        row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))})
+        self.history.append(row)
+
+
+def score_label(cfg: DictConfig, choice: str | None) -> str:
+    """The score's config choice, or its class name when ``score._target_`` was overridden."""
+    from .scores import score_config_path
+
+    target = str(cfg.score.get("_target_", ""))
+    if choice:
+        try:
+            if str(OmegaConf.load(score_config_path(choice)).get("_target_", "")) == target:
+                return choice
+        except ValueError:  # a choice from a user's search path
+            return choice
+    return target.rsplit(".", 1)[-1] or "unknown"
+
+
+def _utc() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> dict[str, Any]:
+    """Train, validate and test one run; write ``run_dir/run.json``; return the record."""
+    started, t0 = _utc(), time.perf_counter()
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    record: dict[str, Any] = {
+        "task": cfg.task.name, "data": cfg.data.name, "score": score_label(cfg, score_choice),
+        "seed": int(cfg.seed), "status": "running", "error": None, "metrics": {}, "history": [],
+        "params": None, "score_params": None, "wall_seconds": None, "train_seconds": None,
+        "config": resolved, "config_hash": config_hash(resolved), "versions": library_versions(),
+        "run_dir": str(run_dir), "started": started, "finished": None,
+    }
+    write_json_atomic(run_dir / RECORD_NAME, record)
+    history = HistoryCallback()
+    try:
+        if cfg.task.name not in cfg.data.tasks:
+            raise ValueError(f"data {cfg.data.name!r} has no {cfg.task.name!r} view; it supports: "
+                             f"{', '.join(cfg.data.tasks)}")
+        pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+        data_cfg = {k: v for k, v in resolved["data"].items() if k not in DATA_KEYS}
+        datamodule = instantiate(data_cfg, seed=int(cfg.seed), _convert_="all")
+        model = instantiate(resolved["model"], score=resolved["score"], **datamodule.metadata(),
+                            _convert_="all", _recursive_=False)
+        record["params"] = sum(p.numel() for p in model.parameters())
+        record["score_params"] = model.score_parameters
+        record["data_sizes"] = datamodule.sizes()
+        checkpoint = pl.callbacks.ModelCheckpoint(
+            dirpath=run_dir / "checkpoints", monitor=cfg.task.monitor, mode="max", save_last=True, filename="best"
+        )
+        trainer = instantiate(resolved["trainer"], default_root_dir=str(run_dir), callbacks=[history, checkpoint],
+                              logger=pl.loggers.CSVLogger(str(run_dir), name="logs", version=""))
+        trainer.fit(model, datamodule=datamodule)
+        results = trainer.test(model, datamodule=datamodule, ckpt_path="best", verbose=False)
+        record["metrics"] = {k: float(v) for k, v in results[0].items()}
+        record["status"] = "completed"
+        n_train = record["data_sizes"]["train"] * trainer.current_epoch
+        record["train_examples_per_second"] = n_train / history.train_seconds if history.train_seconds else None
+    except Exception as err:  # noqa: BLE001 - recorded, then re-raised by the caller's policy
+        record["status"] = "failed"
+        record["error"] = f"{type(err).__name__}: {err}"
+        log.error("run failed: %s", record["error"])
+    finally:
+        record["history"] = history.history
+        record["train_seconds"] = history.train_seconds or None
+        record["wall_seconds"] = time.perf_counter() - t0
+        record["finished"] = _utc()
+        write_json_atomic(run_dir / RECORD_NAME, record)
+    return record
+
+
+def hydra_entry(cfg: DictConfig) -> float | None:
+    """Body of the Hydra app: one run in Hydra's run directory."""
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    record = train(cfg, run_dir, hc.runtime.choices.get("score"))
+    if record["status"] != "completed":
+        from hydra.types import RunMode
+
+        if hc.mode == RunMode.RUN:
+            raise SystemExit(f"alignbench: run failed ({record['error']}); record: {run_dir / RECORD_NAME}")
+        return None
+    log.info("run.json: %s", run_dir / RECORD_NAME)
+    monitor = cfg.task.monitor.replace("val/", "test/")
+    return record["metrics"].get(monitor)
