@@ -13,6 +13,9 @@ from pathlib import Path
 from .config import CONF_DIR, GROUPS, group_options
 
 EXIT_USAGE = 2
+# Hydra flags whose next word is their value
+HYDRA_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                     "--config-dir", "-cd", "--experimental-rerun"}
 LIST_GROUPS = {"scores": "score", "tasks": "task", "data": "data", "trainers": "trainer", "presets": "preset"}
 
 
@@ -55,10 +58,17 @@ def validate_overrides(overrides: list[str]) -> None:
     from hydra.errors import HydraException
 
     search_path = _search_path(overrides)
+    plain: list[str] = []
+    skip = False
+    for item in overrides:
+        if skip:
+            skip = False
+        elif item in HYDRA_VALUE_FLAGS:
+            skip = True  # the next word is the flag's value, not an override
+        elif not item.startswith(("hydra.searchpath", "-")):
+            plain.append(item)
     try:
-        parsed = OverridesParser.create().parse_overrides(
-            [o for o in overrides if not o.startswith(("hydra.searchpath", "-"))]
-        )
+        parsed = OverridesParser.create().parse_overrides(plain)
     except HydraException as err:
         raise UsageError(f"cannot parse overrides: {str(err).splitlines()[0]}") from None
     for override in parsed:

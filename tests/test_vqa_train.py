@@ -104,3 +104,20 @@ def test_list_and_help():
     assert result.returncode == 0 and "scaled_dot" in result.stdout and "ban" in result.stdout
     result = cli("--help")
     assert result.returncode == 0 and "train" in result.stdout and "list" in result.stdout
+
+
+def test_grouped_sampler_covers_every_question_once_with_exact_length():
+    import torch
+
+    from alignbench.data.vqa_dataset import ImageGroupedBatchSampler
+
+    image_index = torch.tensor([3, 0, 0, 1, 3, 3, 2, 1, 0, 2, 2, 2, 4])
+    sampler = ImageGroupedBatchSampler(image_index, batch_size=4, seed=0)
+    for _ in range(3):  # several epochs, each a new order
+        batches = list(sampler)
+        assert len(batches) == len(sampler) == 4
+        flat = [i for b in batches for i in b]
+        assert sorted(flat) == list(range(len(image_index)))
+        # questions of one image are contiguous in the epoch's order
+        images = image_index[torch.tensor(flat)].tolist()
+        assert sum(1 for a, b in zip(images, images[1:]) if a != b) == len(set(images)) - 1

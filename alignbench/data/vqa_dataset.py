@@ -92,11 +92,12 @@ class VQATensors(Dataset):
 
 
 class ImageGroupedBatchSampler(Sampler[list[int]]):
-    """Batches of about ``batch_size`` questions that keep each image's questions together.
+    """Batches of ``batch_size`` questions that keep each image's questions together.
 
-    Every epoch the images are shuffled (and the questions within each image), then
-    filled into batches, so a batch holds few distinct images and the visual encoder
-    runs once per image rather than once per question. Deterministic given ``seed``.
+    Every epoch the images are shuffled (and the questions within each image), the
+    questions are laid out image after image and cut into batches, so a batch holds few
+    distinct images and the visual encoder runs once per image rather than once per
+    question. ``len()`` is exact. Deterministic given ``seed``.
     """
 
     def __init__(self, image_index: torch.Tensor, batch_size: int, seed: int) -> None:
@@ -107,19 +108,15 @@ class ImageGroupedBatchSampler(Sampler[list[int]]):
         self.groups = list(torch.split(order, counts.tolist()))
 
     def __iter__(self) -> Iterator[list[int]]:
-        batch: list[int] = []
-        for g in torch.randperm(len(self.groups), generator=self.generator).tolist():
-            group = self.groups[g]
-            batch.extend(group[torch.randperm(len(group), generator=self.generator)].tolist())
-            if len(batch) >= self.batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        order = torch.cat([
+            self.groups[g][torch.randperm(len(self.groups[g]), generator=self.generator)]
+            for g in torch.randperm(len(self.groups), generator=self.generator).tolist()
+        ])
+        yield from (chunk.tolist() for chunk in torch.split(order, self.batch_size))
 
     def __len__(self) -> int:
         total = sum(len(g) for g in self.groups)
-        return max(1, -(-total // self.batch_size))
+        return -(-total // self.batch_size)
 
 
 def batch_loader(dataset: VQATensors, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
