@@ -90,12 +90,16 @@ def validate_overrides(overrides: list[str]) -> None:
 def cmd_train(overrides: list[str]) -> int:
     import hydra
 
-    from .train import hydra_entry
+    from .train import FAILED_RUNS, hydra_entry
 
     validate_overrides(overrides)
     app = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(hydra_entry)
     sys.argv = ["alignbench train"] + overrides
+    del FAILED_RUNS[:]
     app()
+    if FAILED_RUNS:  # a sweep finished, but not every run did
+        print(f"alignbench: {len(FAILED_RUNS)} run(s) failed: {', '.join(FAILED_RUNS)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,16 @@ from omegaconf import DictConfig, OmegaConf
 from .record import RECORD_NAME, config_hash, library_versions, write_json_atomic
 
 log = logging.getLogger("alignbench")
-DATA_KEYS = ("name", "tasks")
+FAILED_RUNS: list[str] = []  # run dirs of failed runs in this process (a sweep goes on past them)
+DATA_KEYS = ("name", "tasks", "views")
+
+
+def data_config(data: dict, task: str) -> dict:
+    """The data-module config of ``task``: the task's view, overridden by non-null shared keys."""
+    shared = {k: v for k, v in data.items() if k not in DATA_KEYS}
+    if "views" not in data:
+        return shared
+    return {**data["views"][task], **{k: v for k, v in shared.items() if v is not None}}
 
 
 class HistoryCallback(pl.Callback):
@@ -33,12 +43,21 @@ class HistoryCallback(pl.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         self.train_seconds = time.perf_counter() - self._start
 
+    def _row(self, epoch: int) -> dict:
+        if not self.history or self.history[-1]["epoch"] != epoch:
+            self.history.append({"epoch": epoch})
+        return self.history[-1]
+
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
             return
-        row = {"epoch": trainer.current_epoch}
-        row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))})
-        self.history.append(row)
+        metrics = trainer.callback_metrics.items()
+        self._row(trainer.current_epoch).update({k: float(v) for k, v in metrics if k.startswith("val/")})
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # runs after this epoch's validation, once the epoch's train metrics are aggregated
+        metrics = trainer.callback_metrics.items()
+        self._row(trainer.current_epoch).update({k: float(v) for k, v in metrics if k.startswith("train/")})
 
 
 def score_label(cfg: DictConfig, choice: str | None) -> str:
@@ -77,7 +96,7 @@ def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> di
             raise ValueError(f"data {cfg.data.name!r} has no {cfg.task.name!r} view; it supports: "
                              f"{', '.join(cfg.data.tasks)}")
         pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-        data_cfg = {k: v for k, v in resolved["data"].items() if k not in DATA_KEYS}
+        data_cfg = data_config(resolved["data"], cfg.task.name)
         datamodule = instantiate(data_cfg, seed=int(cfg.seed), _convert_="all")
         model = instantiate(resolved["model"], score=resolved["score"], **datamodule.metadata(),
                             _convert_="all", _recursive_=False)
@@ -98,7 +117,12 @@ def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> di
     except Exception as err:  # noqa: BLE001 - recorded, then re-raised by the caller's policy
         record["status"] = "failed"
         record["error"] = f"{type(err).__name__}: {err}"
+        record["traceback"] = traceback.format_exc(limit=-8)
         log.error("run failed: %s", record["error"])
+    except BaseException as err:  # Ctrl-C / SIGTERM: say so in the record, then stop
+        record["status"] = "interrupted"
+        record["error"] = f"{type(err).__name__}: {err}"
+        raise
     finally:
         record["history"] = history.history
         record["train_seconds"] = history.train_seconds or None
@@ -114,6 +138,7 @@ def hydra_entry(cfg: DictConfig) -> float | None:
     run_dir = Path(hc.runtime.output_dir)
     record = train(cfg, run_dir, hc.runtime.choices.get("score"))
     if record["status"] != "completed":
+        FAILED_RUNS.append(str(run_dir))
         from hydra.types import RunMode
 
         if hc.mode == RunMode.RUN:

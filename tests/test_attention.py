@@ -117,3 +117,37 @@ def test_map_entropy_per_normalization():
     joint[0, 0, 1, 2] = 1.0
     assert map_entropy(joint, "joint").item() == 0.0
     assert map_entropy(torch.full((1, 1, 2, 4), 1 / 8), "joint").item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_map_entropy_is_comparable_across_normalizations():
+    """The same focus (every word on one region) scores 0 whatever the normalisation."""
+    lq, lk = 8, 16
+    row = torch.zeros(1, 1, lq, lk)
+    row[..., 3] = 1.0
+    joint = row / lq
+    assert map_entropy(row, "row").item() == 0.0
+    assert map_entropy(joint, "joint").item() == 0.0
+    assert map_entropy(joint, "co").item() == 0.0
+    # co-attention's outer product: entropy of the key marginal
+    a_q, a_k = torch.softmax(torch.randn(lq), 0), torch.softmax(torch.randn(lk), 0)
+    co = torch.outer(a_q, a_k).view(1, 1, lq, lk)
+    assert map_entropy(co, "co").item() == pytest.approx(attention_entropy(a_k[None]).item(), abs=1e-5)
+
+
+def test_map_entropy_respects_masks():
+    w = torch.zeros(1, 1, 3, 4)
+    w[0, 0, :2, :2] = 0.5  # two valid words, uniform over the two valid regions
+    kmask = torch.tensor([[True, True, False, False]])
+    qmask = torch.tensor([[True, True, False]])
+    assert map_entropy(w, "row", kmask, qmask).item() == pytest.approx(1.0, abs=1e-6)
+    assert map_entropy(w / 2, "joint", kmask, qmask).item() == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("norm", ["row", "joint", "co"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_backward_through_fully_masked_sample_is_finite(norm, dtype):
+    logits = torch.randn(2, 1, 3, 4).to(dtype).requires_grad_(True)
+    key_mask = torch.tensor([[True] * 4, [False] * 4])
+    query_mask = torch.tensor([[True, True, False], [True] * 3])
+    (attend(logits, norm, key_mask, query_mask) * torch.randn(2, 1, 3, 4).to(dtype)).sum().backward()
+    assert torch.isfinite(logits.grad.float()).all()

@@ -167,7 +167,7 @@ def test_ban_matches_einsum_definition():
     q, k, _, _ = inputs()
     xu = torch.relu(ban.query_map(q))
     yv = torch.relu(ban.key_map(k))
-    ref = torch.einsum("bik,gk,bjk->bgij", xu, ban.glimpse_vectors, yv) + ban.glimpse_bias[None, :, None, None]
+    ref = torch.einsum("bik,gk,bjk->bgij", xu, ban.glimpse_vectors, yv)
     assert torch.allclose(ban(q, k), ref, atol=1e-5)
     assert ban.rank == 10 and ban.heads == 3
     assert build_score("ban", 16, 16).rank == 48
@@ -202,3 +202,28 @@ def test_user_score_through_searchpath(user_pkg_on_path):
     assert "neg_distance" in list_scores([USER_CONF])
     score = build_score("neg_distance", 8, 6, search_path=[USER_CONF], scale=3.0)
     assert type(score).__name__ == "NegSquaredDistanceScore" and score.scale == 3.0
+
+
+@pytest.mark.parametrize("name", SCORES)
+def test_cross_logits_equal_pairwise_calls(name):
+    from alignbench.scores import cross_logits
+
+    score = make(name, 12, 20).eval()
+    g = torch.Generator().manual_seed(7)
+    queries, keys = torch.randn(3, LQ, 12, generator=g), torch.randn(4, LK, 20, generator=g)
+    all_pairs = cross_logits(score, queries, keys)
+    assert all_pairs.shape == (4, 3, score.heads, LQ, LK)
+    for i in range(4):
+        for j in range(3):
+            assert torch.allclose(all_pairs[i, j], score(queries[j:j + 1], keys[i:i + 1])[0], atol=1e-5)
+
+
+def test_cross_logits_for_a_score_without_stages(user_pkg_on_path):
+    from alignbench.scores import cross_logits
+    from my_scores import NegSquaredDistanceScore
+
+    score = NegSquaredDistanceScore(6, 6)
+    q, k = torch.randn(2, 3, 6), torch.randn(5, 4, 6)
+    out = cross_logits(score, q, k)
+    assert out.shape == (5, 2, 1, 3, 4)
+    assert torch.allclose(out[3, 1], score(q[1:2], k[3:4])[0], atol=1e-5)

@@ -40,12 +40,15 @@ def _decode(paths: dict[int, str]) -> tuple[torch.Tensor, dict[int, int]]:
 
 
 class EasyVQADataModule(VQADataModule):
-    """easy-VQA with a held-out validation split of ``val_fraction`` of the train images."""
+    """easy-VQA with a held-out validation split of ``val_fraction`` of the train images
+    (chosen by ``split_seed``; vocabulary from the remaining train questions)."""
 
     name = "easy_vqa"
 
-    def __init__(self, val_fraction: float = 0.1, limit: int | None = None, **kwargs) -> None:
+    def __init__(self, val_fraction: float = 0.1, limit: int | None = None, split_seed: int = 1234,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
+        self.split_seed = split_seed
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"easy_vqa: val_fraction must be in (0, 1), got {val_fraction!r}")
         self.val_fraction, self.limit = val_fraction, limit
@@ -66,11 +69,12 @@ class EasyVQADataModule(VQADataModule):
         self.answer_types = ["yes/no", "color", "shape"]
         (tr_q, tr_a, tr_img), tr_images, tr_rows = self._split("train")
         (te_q, te_a, te_img), te_images, te_rows = self._split("test")
-        self.vocab = Vocab.build(tr_q)
-        rng = np.random.default_rng(self.seed)
+        # the held-out images depend on split_seed only: every run seed sees the same split
+        rng = np.random.default_rng(self.split_seed)
         image_ids = np.array(sorted(set(tr_img)))
         val_ids = set(rng.choice(image_ids, size=int(len(image_ids) * self.val_fraction), replace=False).tolist())
         in_val = np.array([i in val_ids for i in tr_img])
+        self.vocab = Vocab.build(q for q, v in zip(tr_q, in_val) if not v)
         parts = {
             "train": ([q for q, v in zip(tr_q, in_val) if not v], [a for a, v in zip(tr_a, in_val) if not v],
                       [i for i, v in zip(tr_img, in_val) if not v], tr_images, tr_rows),

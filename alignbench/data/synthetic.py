@@ -1,4 +1,4 @@
-"""Built-in synthetic scenes: the VQA view as a LightningDataModule.
+"""Built-in synthetic scenes as LightningDataModules: the VQA view and the caption view.
 
 Scenes are sampled from a fixed ``data_seed`` (the same data for every run seed and
 every score), rendered once and cached as tensors. Each split uses its own stream of
@@ -11,6 +11,7 @@ from dataclasses import asdict
 
 import torch
 
+from .retrieval_dataset import RetrievalDataModule, RetrievalSplit
 from .scene_questions import ANSWER_TYPES, build_vqa_examples
 from .scenes import COLOUR_NAMES, SHAPES, SIZES, SceneConfig, generate_scenes, render_scenes
 from .text import Vocab
@@ -88,4 +89,54 @@ class SyntheticVQADataModule(VQADataModule):
                 extras={"mentioned": [e["mentioned"] for e in examples], "object_boxes": data["object_boxes"],
                         "object_count": data["object_count"]},
             )
+        return splits
+
+
+class SyntheticRetrievalDataModule(RetrievalDataModule):
+    """Synthetic image-text retrieval: ``captions_per_image`` (5) captions per scene.
+
+    Captions mention a subset of the objects, so some other images also fit a caption.
+    ``caption`` holds :class:`~alignbench.data.scene_captions.CaptionConfig` fields.
+    """
+
+    name = "synthetic"
+
+    def __init__(self, train_scenes: int = 6000, val_scenes: int = 1000, test_scenes: int = 1000,
+                 captions_per_image: int = 5, scene: dict | None = None, caption: dict | None = None,
+                 data_seed: int = 1234, limit: int | None = None, **kwargs) -> None:
+        from .scene_captions import CaptionConfig
+
+        super().__init__(**kwargs)
+        self.scene_config = SceneConfig(**(scene or {}))
+        self.caption_config = CaptionConfig(**(caption or {}))
+        self.counts = {"train": train_scenes, "val": val_scenes, "test": test_scenes}
+        for split, n in self.counts.items():
+            if n <= 0:
+                raise ValueError(f"synthetic: {split}_scenes must be > 0, got {n}")
+        self.captions_per_image, self.data_seed, self.limit = captions_per_image, data_seed, limit
+        self.image_size = self.scene_config.image_size
+
+    def _make_split(self, split: str) -> dict:
+        n = self.counts[split] if self.limit is None else min(self.counts[split], self.limit)
+        seed = self.data_seed * 10 + SPLIT_OFFSET[split]
+        from .scene_captions import build_caption_examples
+
+        scenes = generate_scenes(n, seed, self.scene_config)
+        images, _ = render_scenes(scenes, self.scene_config, seed=seed)
+        examples = build_caption_examples(scenes, seed, self.captions_per_image, self.caption_config)
+        return {"images": torch.from_numpy(images), "examples": examples}
+
+    def build(self) -> dict[str, RetrievalSplit]:
+        key = {"v": 1, "scene": asdict(self.scene_config), "caption": asdict(self.caption_config),
+               "counts": self.counts, "limit": self.limit, "cpi": self.captions_per_image, "seed": self.data_seed}
+        raw = {s: cached(f"synthetic-captions-{s}", {**key, "split": s}, lambda s=s: self._make_split(s))
+               for s in SPLIT_OFFSET}
+        self.vocab = Vocab.build(e["caption"] for e in raw["train"]["examples"])
+        splits = {}
+        for split, data in raw.items():
+            examples = data["examples"]
+            tokens, mask = self.vocab.encode_batch([e["caption"] for e in examples])
+            splits[split] = RetrievalSplit(
+                tokens, mask, torch.tensor([e["image_index"] for e in examples], dtype=torch.long),
+                images=data["images"], extras={"mentioned": [e["mentioned"] for e in examples]})
         return splits

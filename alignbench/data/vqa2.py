@@ -5,8 +5,9 @@ Expected under ``root``: the official question/annotation JSON files (see
 layouts of :func:`~alignbench.data.vqa2_format.open_region_features` (``.h5`` + imgid2idx
 pickle, a directory of per-image ``.npz``, or the base64 ``.tsv``), one path per split.
 Splits: ``train`` = train2014 minus ``val_fraction`` of its images (held out for model
-selection), ``test`` = val2014 (the test-dev server split has no answers). The answer
-vocabulary holds the train answers given for at least ``min_answer_count`` questions;
+selection, chosen by ``split_seed``), ``test`` = val2014 (the test-dev server split has no
+answers). The answer and question vocabularies come from the train part only; answers
+given for at least ``min_answer_count`` questions are kept;
 targets are the official per-answer scores (soft targets).
 """
 
@@ -59,8 +60,10 @@ class VQA2DataModule(VQADataModule):
     name = "vqa2"
 
     def __init__(self, root: str, train_features: str, test_features: str, max_regions: int = 36,
-                 min_answer_count: int = 9, val_fraction: float = 0.05, limit: int | None = None, **kwargs) -> None:
+                 min_answer_count: int = 9, val_fraction: float = 0.05, limit: int | None = None,
+                 split_seed: int = 1234, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.split_seed = split_seed
         if not root or not Path(root).is_dir():
             raise FileNotFoundError(f"vqa2: data.root {root!r} is not a directory")
         self.root, self.max_regions, self.limit = Path(root), max_regions, limit
@@ -101,21 +104,22 @@ class VQA2DataModule(VQADataModule):
     def build(self) -> dict[str, VQATensors]:
         train = read_vqa2_split(*find_vqa2_files(self.root, "train2014"))
         test = read_vqa2_split(*find_vqa2_files(self.root, "val2014"))
-        self.answers = build_answer_vocab(train, self.min_answer_count)
+        rng = np.random.default_rng(self.split_seed)  # the same held-out images for every run seed
+        images = sorted({e["image_id"] for e in train})
+        n_val = max(1, int(round(len(images) * self.val_fraction)))
+        val_images = set(rng.choice(images, size=n_val, replace=False).tolist())
+        fit = [e for e in train if e["image_id"] not in val_images]
+        self.answers = build_answer_vocab(fit, self.min_answer_count)
         if not self.answers:
             raise ValueError(f"vqa2: no train answer occurs in {self.min_answer_count}+ questions under {self.root}")
         self.answer_types = list(ANSWER_TYPES)
         answer_ids = {a: i for i, a in enumerate(self.answers)}
-        self.vocab = Vocab.build(e["question"] for e in train)
-        rng = np.random.default_rng(self.seed)
-        images = sorted({e["image_id"] for e in train})
-        n_val = max(1, int(round(len(images) * self.val_fraction)))
-        val_images = set(rng.choice(images, size=n_val, replace=False).tolist())
+        self.vocab = Vocab.build(e["question"] for e in fit)
         train_store = open_region_features(self._feature_path("train"))
         test_store = open_region_features(self._feature_path("test"))
         self.visual_dim = train_store.dim
         return {
-            "train": self._tensors([e for e in train if e["image_id"] not in val_images], train_store, answer_ids),
+            "train": self._tensors(fit, train_store, answer_ids),
             "val": self._tensors([e for e in train if e["image_id"] in val_images], train_store, answer_ids),
             "test": self._tensors(test, test_store, answer_ids),
         }

@@ -20,11 +20,22 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ALIGNBENCH_CACHE", Path.home() / ".cache" / "alignbench")).expanduser()
 
 
+def _data_code_version() -> str:
+    """Hash of the data package's source, so a change to a generator or reader never
+    returns data cached by the old code."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def cached(name: str, key: dict, build: Callable[[], Any]) -> Any:
     """Return ``build()``, cached on disk under ``name`` and a hash of ``key``.
 
-    The cache file is written atomically; a corrupt cache file is rebuilt.
+    The key also holds a hash of the data package's source code. The cache file is
+    written atomically; a corrupt cache file is rebuilt.
     """
+    key = {**key, "code": _data_code_version()}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = cache_dir() / f"{name}-{digest}.pt"
     if path.is_file():

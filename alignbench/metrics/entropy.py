@@ -48,17 +48,24 @@ def map_entropy(
     key_mask: torch.Tensor | None = None,
     query_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean normalised entropy per sample and head ``[B, H]`` of maps ``[B, H, Lq, Lk]``.
+    """Normalised entropy of where each query looks, per sample and map: ``[B, H]``.
 
-    Row maps: mean over valid queries of each query's entropy over valid keys.
-    Joint and co maps: entropy of the whole map over all valid (query, key) pairs.
+    One definition for every normalisation, so that scores are comparable: the map
+    ``[B, H, Lq, Lk]`` is read as a distribution over (query, key) pairs (row maps give
+    each valid query the same mass), and the result is the conditional entropy of the
+    key given the query, ``Σ_i p(i) · H(A_i· / p(i)) / log n_k``: 0 = every query attends
+    to one key, 1 = every query attends uniformly over the valid keys. For row maps this
+    is the mean over valid queries of each row's entropy; for co-attention's outer
+    product it is the entropy of the key marginal.
     """
-    batch, heads, lq, lk = weights.shape
+    from ..attention import to_joint
+
+    batch, _, lq, lk = weights.shape
     kmask = key_mask if key_mask is not None else torch.ones(batch, lk, dtype=torch.bool, device=weights.device)
     qmask = query_mask if query_mask is not None else torch.ones(batch, lq, dtype=torch.bool, device=weights.device)
-    if normalization == "row":
-        rows = attention_entropy(weights, kmask)  # [B, H, Lq]
-        q = qmask[:, None, :].float()
-        return (rows * q).sum(-1) / q.sum(-1).clamp_min(1.0)
-    pairs = (qmask[:, :, None] & kmask[:, None, :]).reshape(batch, lq * lk)
-    return attention_entropy(weights.reshape(batch, heads, lq * lk), pairs)
+    joint = to_joint(weights.float(), normalization, qmask)
+    mass = joint.sum(-1)  # [B, H, Lq]
+    rows = joint / mass.unsqueeze(-1).clamp_min(1e-30)
+    entropy = attention_entropy(rows, kmask)  # [B, H, Lq]
+    total = mass.sum(-1)
+    return torch.where(total > 0, (mass * entropy).sum(-1) / total.clamp_min(1e-30), torch.zeros_like(total))

@@ -2,7 +2,9 @@
 
 The score is the only part that differs between runs. With a one-head score, the fusion
 builds one score module per glimpse (each with its own parameters); a multi-head score
-(BAN) gives all G maps at once and must have ``heads == glimpses``. Every map, whatever
+(BAN) gives all G maps at once and must have ``heads == glimpses``. Every glimpse's map
+is computed from the input word features (as in BAN), so a score without parameters
+(``dot``, ``scaled_dot``, ``cosine`` with equal sizes) gives G identical maps. Every map, whatever
 its normalisation, is turned into a distribution over (word, region) pairs by
 :func:`alignbench.attention.to_joint` and pooled by BAN's bilinear pooling, so row, joint
 and co maps flow through the same code.
@@ -29,6 +31,13 @@ class GlimpseFusion(nn.Module):
     def __init__(self, score_factory: Callable[[], nn.Module], hidden_dim: int, glimpses: int,
                  pool: int = 1, dropout: float = 0.0) -> None:
         super().__init__()
+        # the shared parts are built (and randomly initialised) before the score, so at a
+        # given seed they start from the same weights whichever score is plugged in
+        self.glimpses = glimpses
+        self.pools = nn.ModuleList(
+            [BilinearPooling(hidden_dim, hidden_dim, hidden_dim, pool=pool, dropout=dropout) for _ in range(glimpses)]
+        )
+        self.proj = nn.ModuleList([nn.Linear(hidden_dim, hidden_dim) for _ in range(glimpses)])
         first = score_factory()
         if first.heads == 1:
             self.scores = nn.ModuleList([first] + [score_factory() for _ in range(glimpses - 1)])
@@ -42,17 +51,15 @@ class GlimpseFusion(nn.Module):
         self.normalization = first.normalization
         if any(s.normalization != self.normalization for s in self.scores):
             raise ValueError("GlimpseFusion: every glimpse's score must share one normalization")
-        self.glimpses = glimpses
-        self.pools = nn.ModuleList(
-            [BilinearPooling(hidden_dim, hidden_dim, hidden_dim, pool=pool, dropout=dropout) for _ in range(glimpses)]
-        )
-        self.proj = nn.ModuleList([nn.Linear(hidden_dim, hidden_dim) for _ in range(glimpses)])
 
     def attention(self, q: torch.Tensor, v: torch.Tensor, q_mask: torch.Tensor | None,
                   v_mask: torch.Tensor | None) -> torch.Tensor:
         """Attention weights ``[B, G, Lq, Lk]`` computed from the input word features."""
         logits = torch.cat([score(q, v) for score in self.scores], dim=1)
-        return attend(logits, self.normalization, key_mask=v_mask, query_mask=q_mask)
+        try:
+            return attend(logits, self.normalization, key_mask=v_mask, query_mask=q_mask)
+        except ValueError as err:
+            raise ValueError(f"{type(self.scores[0]).__name__}: {err}") from err
 
     def forward(self, q: torch.Tensor, v: torch.Tensor, q_mask: torch.Tensor | None = None,
                 v_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

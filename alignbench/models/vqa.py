@@ -60,13 +60,14 @@ class VQAModule(pl.LightningModule):
             self.vision = RegionEncoder(visual_dim, hidden_dim, dropout=dropout)
         else:
             raise ValueError(f"VQAModule: unknown visual {visual!r}; valid: pixels, regions")
+        self.classifier = nn.Sequential(
+            nn.Linear(hidden_dim, 2 * hidden_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(2 * hidden_dim, len(answers))
+        )
+        # built last: see GlimpseFusion (shared parts initialised before the score)
         self.fusion = (
             GlimpseFusion(lambda: instantiate(score, q_dim=hidden_dim, k_dim=hidden_dim, _convert_="all"),
                           hidden_dim, glimpses)
             if use_image else None
-        )
-        self.classifier = nn.Sequential(
-            nn.Linear(hidden_dim, 2 * hidden_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(2 * hidden_dim, len(answers))
         )
         self.metrics = nn.ModuleDict({s: VQAAccuracy(answer_types=list(answer_types)) for s in ("val", "test")})
         n_maps = glimpses if use_image else 0

@@ -13,7 +13,7 @@ from torch import nn
 
 from .additive import AdditiveScore
 from .ban import BANScore, BilinearPooling
-from .base import NORMALIZATIONS, AlignmentScore
+from .base import NORMALIZATIONS, AlignmentScore, cross_logits
 from .coattention import CoAttentionScore
 from .cosine import CosineScore
 from .dot import DotScore, ScaledDotScore
@@ -23,7 +23,7 @@ __all__ = [
     "AlignmentScore", "NORMALIZATIONS", "DotScore", "ScaledDotScore", "GeneralScore",
     "BiasedGeneralScore", "ActivatedGeneralScore", "AdditiveScore", "CosineScore",
     "CoAttentionScore", "BANScore", "BilinearPooling", "build_score", "list_scores",
-    "score_config_path",
+    "score_config_path", "cross_logits",
 ]
 
 

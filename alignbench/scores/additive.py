@@ -24,6 +24,12 @@ class AdditiveScore(AlignmentScore):
         self.key_map = nn.Linear(k_dim, hidden_dim, bias=True)
         self.vector = nn.Linear(hidden_dim, 1, bias=False)
 
-    def score(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-        hidden = torch.tanh(self.query_map(query).unsqueeze(2) + self.key_map(key).unsqueeze(1))
+    def prepare_query(self, query: torch.Tensor) -> torch.Tensor:
+        return self.query_map(query)
+
+    def prepare_key(self, key: torch.Tensor) -> torch.Tensor:
+        return self.key_map(key)
+
+    def combine(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        hidden = torch.tanh(query.unsqueeze(2) + key.unsqueeze(1))
         return self.vector(hidden).squeeze(-1).unsqueeze(1)

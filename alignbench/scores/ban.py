@@ -12,9 +12,10 @@ from .base import AlignmentScore, positive_int
 class BANScore(AlignmentScore):
     """Bilinear attention maps for G glimpses; logits ``[B, G, Lq, Lk]``, normalisation ``joint``.
 
-    ``logit_g[i, j] = pᵍᵀ (ReLU(x_i U) ∘ ReLU(y_j V)) + b_g`` with ``U [q_dim, rank]`` and
-    ``V [k_dim, rank]`` shared by all glimpses and ``p_g [rank]``, ``b_g`` per glimpse,
-    i.e. ``((1·p_gᵀ) ∘ XᵀU) VᵀY``. Computed as ``(XU ∘ p_g) (YV)ᵀ``, so no
+    ``logit_g[i, j] = p_gᵀ (ReLU(x_i U) ∘ ReLU(y_j V))`` with ``U [q_dim, rank]`` and
+    ``V [k_dim, rank]`` shared by all glimpses and ``p_g [rank]`` per glimpse, i.e.
+    ``((1·p_gᵀ) ∘ XᵀU) VᵀY``. A per-glimpse bias is left out: the joint softmax over all
+    pairs of a glimpse cancels any constant, so it could never learn. Computed as ``(XU ∘ p_g) (YV)ᵀ``, so no
     ``[B, Lq, Lk, rank]`` tensor is ever built. ``rank`` defaults to ``3·k_dim`` (BAN's k=3).
     The softmax over all Lq×Lk pairs is done by :func:`alignbench.attention.attend`.
     """
@@ -33,15 +34,20 @@ class BANScore(AlignmentScore):
         self.query_map = nn.Linear(q_dim, self.rank)
         self.key_map = nn.Linear(k_dim, self.rank)
         self.glimpse_vectors = nn.Parameter(torch.randn(self.heads, self.rank) / self.rank**0.5)
-        self.glimpse_bias = nn.Parameter(torch.zeros(self.heads))
         self.dropout = nn.Dropout(float(dropout))
 
-    def score(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-        xu = self.dropout(F.relu(self.query_map(query)))  # [B, Lq, K]
-        yv = self.dropout(F.relu(self.key_map(key)))  # [B, Lk, K]
-        weighted = xu.unsqueeze(1) * self.glimpse_vectors[None, :, None, :]  # [B, G, Lq, K]
-        logits = weighted @ yv.transpose(1, 2).unsqueeze(1)  # [B, G, Lq, Lk]
-        return logits + self.glimpse_bias[None, :, None, None]
+    def prepare_query(self, query: torch.Tensor) -> torch.Tensor:
+        return self.dropout(F.relu(self.query_map(query)))  # [B, Lq, K]
+
+    def prepare_key(self, key: torch.Tensor) -> torch.Tensor:
+        return self.dropout(F.relu(self.key_map(key)))  # [B, Lk, K]
+
+    def combine(self, xu: torch.Tensor, yv: torch.Tensor) -> torch.Tensor:
+        b, lq, k = xu.shape
+        # one bmm over the stacked glimpses: [B, G·Lq, K] @ [B, K, Lk]; broadcasting yv
+        # over G instead would copy it G times
+        weighted = (xu.unsqueeze(1) * self.glimpse_vectors[None, :, None, :]).reshape(b, self.heads * lq, k)
+        return torch.bmm(weighted, yv.transpose(1, 2)).view(b, self.heads, lq, yv.shape[1])
 
 
 class BilinearPooling(nn.Module):

@@ -20,7 +20,13 @@ class AlignmentScore(nn.Module):
 
     Subclasses set ``normalization`` (``row``: softmax over keys for each query;
     ``joint``: softmax over all query-key pairs; ``co``: co-attention's factorised map)
-    and ``heads`` (number of maps H the score returns), and implement :meth:`score`.
+    and ``heads`` (number of maps H the score returns).
+
+    A score is written in two stages so that cross-modal evaluation of every query
+    sequence against every key sequence can reuse per-sequence work:
+    :meth:`prepare_query` / :meth:`prepare_key` map each sequence on its own (e.g. ``W k``),
+    and :meth:`combine` turns prepared pairs into logits. A subclass may instead override
+    :meth:`score` alone; :func:`cross_logits` then falls back to pairing raw inputs.
     """
 
     normalization: str = "row"
@@ -41,8 +47,20 @@ class AlignmentScore(nn.Module):
         logits = self.score(query, key)
         return logits
 
-    def score(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
+    def prepare_query(self, query: torch.Tensor) -> torch.Tensor:
+        """Per-sequence query work ``[B, Lq, Dq] -> [B, Lq, *]`` (identity by default)."""
+        return query
+
+    def prepare_key(self, key: torch.Tensor) -> torch.Tensor:
+        """Per-sequence key work ``[B, Lk, Dk] -> [B, Lk, *]`` (identity by default)."""
+        return key
+
+    def combine(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, H, Lq, Lk]`` from prepared ``query [B, Lq, *]`` and ``key [B, Lk, *]``."""
+        raise NotImplementedError(f"{type(self).__name__} implements score() only")
+
+    def score(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        return self.combine(self.prepare_query(query), self.prepare_key(key))
 
     def _check_inputs(self, query: torch.Tensor, key: torch.Tensor) -> None:
         name = type(self).__name__
@@ -67,3 +85,27 @@ def positive_int(owner: str, label: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{owner}: {label} must be a positive int, got {value!r}")
     return value
+
+
+def cross_logits(score: nn.Module, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """Logits of every query sequence against every key sequence.
+
+    ``query [Nq, Lq, Dq]``, ``key [Nk, Lk, Dk]`` → ``[Nk, Nq, H, Lq, Lk]``. Scores built on
+    :class:`AlignmentScore` prepare each sequence once and pair the prepared tensors;
+    any other score module is called on the expanded raw pairs.
+    """
+    nq, nk = query.shape[0], key.shape[0]
+    if isinstance(score, AlignmentScore):
+        score._check_inputs(query[:1], key[:1])
+        try:
+            pq, pk = score.prepare_query(query), score.prepare_key(key)
+            pq = pq.unsqueeze(0).expand(nk, *pq.shape).reshape(nk * nq, *pq.shape[1:])
+            pk = pk.unsqueeze(1).expand(nk, nq, *pk.shape[1:]).reshape(nk * nq, *pk.shape[1:])
+            logits = score.combine(pq, pk)
+            return logits.view(nk, nq, *logits.shape[1:])
+        except NotImplementedError:
+            pass
+    q = query.unsqueeze(0).expand(nk, *query.shape).reshape(nk * nq, *query.shape[1:])
+    k = key.unsqueeze(1).expand(nk, nq, *key.shape[1:]).reshape(nk * nq, *key.shape[1:])
+    logits = score(q, k)
+    return logits.view(nk, nq, *logits.shape[1:])

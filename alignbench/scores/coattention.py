@@ -32,6 +32,9 @@ class CoAttentionScore(AlignmentScore):
         nn.init.normal_(self.weight, std=1.0 / math.sqrt(math.sqrt(q_dim * k_dim)))
         self.log_scale = nn.Parameter(torch.tensor(math.log(float(temperature))))
 
-    def score(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-        affinity = torch.tanh((query @ self.weight) @ key.transpose(1, 2))
+    def prepare_query(self, query: torch.Tensor) -> torch.Tensor:
+        return query @ self.weight
+
+    def combine(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        affinity = torch.tanh(query @ key.transpose(1, 2))
         return (self.log_scale.exp().to(affinity.dtype) * affinity).unsqueeze(1)

@@ -26,8 +26,12 @@ class CosineScore(AlignmentScore):
         self.eps = eps
         self.proj = nn.Linear(q_dim, k_dim, bias=False) if q_dim != k_dim else None
 
-    def score(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    def prepare_query(self, query: torch.Tensor) -> torch.Tensor:
         q = self.proj(query) if self.proj is not None else query
-        q = F.normalize(q, dim=-1, eps=self.eps)
-        k = F.normalize(key, dim=-1, eps=self.eps)
-        return (self.temperature * (q @ k.transpose(1, 2))).unsqueeze(1)
+        return F.normalize(q, dim=-1, eps=self.eps)
+
+    def prepare_key(self, key: torch.Tensor) -> torch.Tensor:
+        return F.normalize(key, dim=-1, eps=self.eps)
+
+    def combine(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        return (self.temperature * (query @ key.transpose(1, 2))).unsqueeze(1)

@@ -24,11 +24,11 @@ class DotScore(AlignmentScore):
         super().__init__(q_dim, k_dim)
         self.proj = nn.Linear(q_dim, k_dim, bias=False) if q_dim != k_dim else None
 
-    def _query(self, query: torch.Tensor) -> torch.Tensor:
+    def prepare_query(self, query: torch.Tensor) -> torch.Tensor:
         return self.proj(query) if self.proj is not None else query
 
-    def score(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-        return (self._query(query) @ key.transpose(1, 2)).unsqueeze(1)
+    def combine(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        return (query @ key.transpose(1, 2)).unsqueeze(1)
 
 
 class ScaledDotScore(DotScore):
@@ -37,5 +37,5 @@ class ScaledDotScore(DotScore):
     Projects the query like :class:`DotScore` when the sizes differ.
     """
 
-    def score(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-        return super().score(query, key) / math.sqrt(self.k_dim)
+    def combine(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        return super().combine(query, key) / math.sqrt(self.k_dim)

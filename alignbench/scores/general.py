@@ -40,13 +40,14 @@ class GeneralScore(AlignmentScore):
         self.weight = nn.Parameter(torch.empty(*shape))
         nn.init.normal_(self.weight, std=1.0 / math.sqrt(math.sqrt(q_dim * k_dim)))
 
-    def _bilinear(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-        if self.orientation == "qwk":
-            return (query @ self.weight) @ key.transpose(1, 2)
-        return query @ (key @ self.weight).transpose(1, 2)
+    def prepare_query(self, query: torch.Tensor) -> torch.Tensor:
+        return query @ self.weight if self.orientation == "qwk" else query
 
-    def score(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-        return self._bilinear(query, key).unsqueeze(1)
+    def prepare_key(self, key: torch.Tensor) -> torch.Tensor:
+        return key if self.orientation == "qwk" else key @ self.weight
+
+    def combine(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        return (query @ key.transpose(1, 2)).unsqueeze(1)
 
 
 class BiasedGeneralScore(AlignmentScore):
@@ -58,8 +59,11 @@ class BiasedGeneralScore(AlignmentScore):
         super().__init__(q_dim, k_dim)
         self.key_map = nn.Linear(k_dim, q_dim, bias=True)
 
-    def score(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-        return (query @ self.key_map(key).transpose(1, 2)).unsqueeze(1)
+    def prepare_key(self, key: torch.Tensor) -> torch.Tensor:
+        return self.key_map(key)
+
+    def combine(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        return (query @ key.transpose(1, 2)).unsqueeze(1)
 
 
 class ActivatedGeneralScore(BiasedGeneralScore):
@@ -73,5 +77,5 @@ class ActivatedGeneralScore(BiasedGeneralScore):
             )
         self.act = act
 
-    def score(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-        return ACTIVATIONS[self.act](super().score(query, key))
+    def combine(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        return ACTIVATIONS[self.act](super().combine(query, key))

@@ -1,0 +1,112 @@
+"""Cross-attention image-text matching (SCAN text-to-image, pure torch).
+
+Each word attends over the image regions through the configured score and the shared
+:func:`~alignbench.attention.attend`; the word is compared with its attended context by
+cosine and the word relevances are aggregated into one image-caption similarity.
+Row, joint and co maps go through the same code: every map is made a distribution over
+(word, region) pairs by :func:`~alignbench.attention.to_joint`; a word's weight is its
+share of that distribution (uniform for row maps) and its context is the region average
+under its row of the map.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..attention import attend, to_joint
+from ..scores import cross_logits
+
+SCAN_TREATMENT = ("auto", "on", "off")
+AGGREGATIONS = ("mean", "lse")
+
+
+def scan_raw_treatment(logits: torch.Tensor, query_mask: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SCAN's treatment of raw scores ``[P, H, Lq, Lk]``: LeakyReLU(0.1), l2 normalisation
+    over the valid words of each region, times ``temperature`` (λ₁)."""
+    x = F.leaky_relu(logits, 0.1) * query_mask[:, None, :, None].to(logits.dtype)
+    return temperature * F.normalize(x, dim=2, eps=1e-8)
+
+
+class CrossAttentionMatcher(nn.Module):
+    """Similarity of every image against every caption by stacked cross attention.
+
+    ``scan_treatment``: ``on`` applies :func:`scan_raw_treatment` to the score's logits,
+    ``off`` never does, ``auto`` applies it only to the ``cosine`` score (SCAN's own
+    case, whose raw scores lie in [-1, 1]); any score with ``row`` normalisation may use it.
+    ``aggregation``: ``mean`` (weighted mean of word relevances) or ``lse``
+    (``1/λ₂ · log Σᵢ exp(λ₂ Rᵢ)``, weights folded in).
+    """
+
+    def __init__(self, score_factory: Callable[[], nn.Module], scan_treatment: str = "auto",
+                 temperature: float = 9.0, aggregation: str = "mean", lse_lambda: float = 6.0) -> None:
+        super().__init__()
+        if scan_treatment not in SCAN_TREATMENT:
+            raise ValueError(f"unknown scan_treatment {scan_treatment!r}; valid: {', '.join(SCAN_TREATMENT)}")
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"unknown aggregation {aggregation!r}; valid: {', '.join(AGGREGATIONS)}")
+        self.score = score_factory()
+        self.normalization = self.score.normalization
+        name = type(self.score).__name__
+        self.treat = scan_treatment == "on" or (scan_treatment == "auto" and name == "CosineScore")
+        if self.treat and self.normalization != "row":
+            raise ValueError(f"scan_treatment applies to row-normalised scores, not {name} ({self.normalization})")
+        self.temperature, self.aggregation, self.lse_lambda = temperature, aggregation, lse_lambda
+
+    def attention(self, words: torch.Tensor, word_mask: torch.Tensor, regions: torch.Tensor,
+                  region_mask: torch.Tensor | None) -> torch.Tensor:
+        """Weights ``[Ni, Nc, H, L, R]`` of every caption (``words [Nc, L, d]``) on every image."""
+        ni, nc = regions.shape[0], words.shape[0]
+        logits = cross_logits(self.score, words, regions)  # [Ni, Nc, H, L, R]
+        logits = logits.reshape(ni * nc, *logits.shape[2:])
+        qmask = word_mask.unsqueeze(0).expand(ni, -1, -1).reshape(ni * nc, -1)
+        kmask = None if region_mask is None else region_mask.unsqueeze(1).expand(-1, nc, -1).reshape(ni * nc, -1)
+        if self.treat:
+            logits = scan_raw_treatment(logits, qmask, self.temperature)
+        weights = attend(logits, self.normalization, key_mask=kmask, query_mask=qmask)
+        return weights.view(ni, nc, *weights.shape[1:])
+
+    def forward(self, words: torch.Tensor, word_mask: torch.Tensor, regions: torch.Tensor,
+                region_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Similarities ``[Ni, Nc]`` and attention ``[Ni, Nc, H, L, R]``."""
+        ni, nc = regions.shape[0], words.shape[0]
+        weights = self.attention(words, word_mask, regions, region_mask)
+        qmask = word_mask.unsqueeze(0).expand(ni, -1, -1).reshape(ni * nc, -1)
+        joint = to_joint(weights.reshape(ni * nc, *weights.shape[2:]), self.normalization, qmask)
+        joint = joint.view(ni, nc, *joint.shape[1:])  # [Ni, Nc, H, L, R]
+        word_weight = joint.sum(-1)  # [Ni, Nc, H, L]
+        context = torch.einsum("incqr,ird->incqd", joint, regions)
+        context = context / word_weight.unsqueeze(-1).clamp_min(1e-12)
+        relevance = F.cosine_similarity(context, words[None, :, None], dim=-1, eps=1e-8)  # [Ni, Nc, H, L]
+        if self.aggregation == "mean":
+            sims = (word_weight * relevance).sum(-1)
+        else:
+            n_words = word_mask.sum(1).to(relevance.dtype)[None, :, None, None]
+            w = (word_weight * n_words).clamp_min(1e-30)  # uniform weights give SCAN's plain LSE
+            valid = word_weight > 0
+            z = torch.where(valid, self.lse_lambda * relevance + torch.log(w), torch.full_like(w, float("-inf")))
+            sims = torch.logsumexp(z, dim=-1) / self.lse_lambda
+        return sims.mean(-1), weights
+
+
+def chunked_similarity(matcher: CrossAttentionMatcher, words: torch.Tensor, word_mask: torch.Tensor,
+                       regions: torch.Tensor, region_mask: torch.Tensor | None = None,
+                       image_chunk: int = 128, caption_chunk: int = 256) -> torch.Tensor:
+    """All image-caption similarities ``[Ni, Nc]``, computed block by block.
+
+    Memory is bounded by ``image_chunk × caption_chunk`` pairs at a time; each score still
+    prepares every sequence once per block (see :func:`~alignbench.scores.cross_logits`).
+    """
+    ni, nc = regions.shape[0], words.shape[0]
+    sims = torch.empty(ni, nc, dtype=torch.float32)
+    for i in range(0, ni, image_chunk):
+        r = regions[i:i + image_chunk]
+        rm = None if region_mask is None else region_mask[i:i + image_chunk]
+        for j in range(0, nc, caption_chunk):
+            w, wm = words[j:j + caption_chunk], word_mask[j:j + caption_chunk]
+            width = int(wm.sum(1).max())
+            sims[i:i + image_chunk, j:j + caption_chunk] = matcher(w[:, :width], wm[:, :width], r, rm)[0].float()
+    return sims

@@ -1,0 +1,138 @@
+"""Image-text retrieval task model: SCAN-style cross attention in which only the score changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from torch import nn
+
+from ..metrics.entropy import map_entropy
+from ..metrics.retrieval import recall_at_k
+from .encoders import ConvGridEncoder, RegionEncoder, TextEncoder
+from .matching import CrossAttentionMatcher, chunked_similarity
+
+
+def hardest_negative_hinge(sims: torch.Tensor, image_row: torch.Tensor, margin: float) -> torch.Tensor:
+    """VSE++ hinge loss with the hardest in-batch negatives.
+
+    ``sims [U, B]``: similarity of the batch's U distinct images with its B captions;
+    ``image_row [B]``: each caption's image. Pairs with the same image are never negatives.
+    Returns the sum over captions of both directions' hardest-negative hinge.
+    """
+    b = sims.shape[1]
+    cols = torch.arange(b, device=sims.device)
+    positive = sims[image_row, cols]  # [B]
+    same_image = image_row[None, :] == torch.arange(sims.shape[0], device=sims.device)[:, None]  # [U, B]
+    neg = torch.finfo(sims.dtype).min
+    # caption j as query: hardest other image
+    cost_image = (margin + sims - positive[None, :]).masked_fill(same_image, neg).amax(0).clamp_min(0)
+    # image of caption j as query: hardest caption of another image
+    caption_sims = sims[image_row]  # [B, B]: image of caption j vs every caption k
+    same_pair = image_row[:, None] == image_row[None, :]
+    cost_caption = (margin + caption_sims - positive[:, None]).masked_fill(same_pair, neg).amax(1).clamp_min(0)
+    return (cost_image + cost_caption).sum()
+
+
+class RetrievalModule(pl.LightningModule):
+    """Caption GRU + visual encoder + :class:`CrossAttentionMatcher` (configured score).
+
+    Trained with :func:`hardest_negative_hinge`; validation and test score every image
+    against every caption in chunks and log Recall@K in both directions (percent) and
+    the attention entropy.
+    """
+
+    def __init__(self, score: dict[str, Any], vocab_size: int, visual: str = "pixels", visual_dim: int | None = None,
+                 image_size: int | None = None, hidden_dim: int = 128, embed_dim: int = 64,
+                 channels: tuple[int, ...] = (32, 64), stem: int = 4, scan_treatment: str = "auto",
+                 temperature: float = 9.0, aggregation: str = "mean", lse_lambda: float = 6.0, margin: float = 0.2,
+                 image_chunk: int = 100, caption_chunk: int = 250, lr: float = 2e-4, **_: Any) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.text = TextEncoder(vocab_size, embed_dim, hidden_dim)
+        if visual == "pixels":
+            self.vision: nn.Module = ConvGridEncoder(image_size, hidden_dim, tuple(channels), stem)
+        elif visual == "regions":
+            self.vision = RegionEncoder(visual_dim, hidden_dim, use_boxes=False)
+        else:
+            raise ValueError(f"RetrievalModule: unknown visual {visual!r}; valid: pixels, regions")
+        self.matcher = CrossAttentionMatcher(
+            lambda: instantiate(score, q_dim=hidden_dim, k_dim=hidden_dim, _convert_="all"),
+            scan_treatment, temperature, aggregation, lse_lambda)
+        self._eval: dict[str, list] = {}
+
+    @property
+    def score_parameters(self) -> int:
+        return sum(p.numel() for p in self.matcher.score.parameters())
+
+    def encode_images(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if "image" in batch:
+            return self.vision(batch["image"]), None
+        return self.vision(batch["regions"]), batch.get("region_mask")
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        regions, region_mask = self.encode_images(batch)
+        words = self.text(batch["caption"])
+        sims, _ = self.matcher(words, batch["caption_mask"], regions, region_mask)
+        loss = hardest_negative_hinge(sims, batch["image_row"], self.hparams.margin)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss ({loss.item()}) at step {self.global_step}")
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=sims.shape[1])
+        return loss
+
+    def _collect(self, batch: dict, stage: str) -> None:
+        """Encode an evaluation batch: images in split order with all their captions."""
+        regions, region_mask = self.encode_images(batch)
+        self._eval.setdefault(stage, []).append(
+            (regions, region_mask, self.text(batch["caption"]), batch["caption_mask"], batch["caption_image"]))
+
+    def _evaluate(self, stage: str) -> None:
+        parts = self._eval.pop(stage, [])
+        regions = torch.cat([p[0] for p in parts])
+        region_mask = None if parts[0][1] is None else torch.cat([p[1] for p in parts])
+        width = max(p[2].shape[1] for p in parts)
+        words = torch.cat([nn.functional.pad(p[2], (0, 0, 0, width - p[2].shape[1])) for p in parts])
+        caption_mask = torch.cat([nn.functional.pad(p[3], (0, width - p[3].shape[1])) for p in parts])
+        caption_image = torch.cat([p[4] for p in parts])
+        sims = chunked_similarity(self.matcher, words, caption_mask, regions, region_mask,
+                                  self.hparams.image_chunk, self.hparams.caption_chunk)
+        values = {f"{stage}/{k}": float(v) for k, v in recall_at_k(sims, caption_image).items()}
+        values[f"{stage}/attn_entropy"] = self._own_image_entropy(words, caption_mask, regions, region_mask,
+                                                                  caption_image)
+        self.log_dict({k: torch.as_tensor(v, dtype=torch.float32) for k, v in values.items()})
+
+    def _own_image_entropy(self, words, caption_mask, regions, region_mask, caption_image, limit: int = 1000) -> float:
+        """Mean normalised entropy (percent) of each caption's attention on its own image."""
+        ent = []
+        for j in range(0, min(len(caption_image), limit), 100):
+            idx = torch.arange(j, min(j + 100, len(caption_image), limit))
+            img = caption_image[idx]
+            rmask = None if region_mask is None else region_mask[img]
+            logits = self.matcher.score(words[idx], regions[img])
+            qmask = caption_mask[idx]
+            if self.matcher.treat:
+                from .matching import scan_raw_treatment
+
+                logits = scan_raw_treatment(logits, qmask, self.matcher.temperature)
+            from ..attention import attend
+
+            w = attend(logits, self.matcher.normalization, key_mask=rmask, query_mask=qmask)
+            ent.append(map_entropy(w, self.matcher.normalization, rmask, qmask))
+        return float(torch.cat(ent).mean() * 100)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._collect(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._evaluate("val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._collect(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._evaluate("test")
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
