@@ -14,3 +14,27 @@ def group_options(group: str, search_path: list[str | Path] | None = None) -> li
     """Config names available in ``group`` (built-in plus extra search dirs), sorted."""
     dirs = [Path(p) / group for p in (search_path or [])] + [CONF_DIR / group]
     return sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml")})
+
+
+def score_label(choice: str | None, target: str) -> str:
+    """The score's config choice, or its class name when ``score._target_`` points elsewhere."""
+    if choice:
+        path = CONF_DIR / "score" / f"{choice}.yaml"
+        if not path.is_file():  # a choice from a user's search path
+            return choice
+        from omegaconf import OmegaConf
+
+        if str(OmegaConf.load(path).get("_target_", "")) == target:
+            return choice
+    return target.rsplit(".", 1)[-1] or "unknown"
+
+
+def register_resolvers() -> None:
+    """``${score_label:<choice>,<target>}`` for run directory names."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("score_label"):
+        OmegaConf.register_new_resolver("score_label", lambda choice, target: score_label(choice, str(target)))
+
+
+register_resolvers()

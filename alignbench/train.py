@@ -14,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from .config import score_label
 from .record import RECORD_NAME, config_hash, library_versions, write_json_atomic
 
 log = logging.getLogger("alignbench")
@@ -60,20 +61,6 @@ class HistoryCallback(pl.Callback):
         self._row(trainer.current_epoch).update({k: float(v) for k, v in metrics if k.startswith("train/")})
 
 
-def score_label(cfg: DictConfig, choice: str | None) -> str:
-    """The score's config choice, or its class name when ``score._target_`` was overridden."""
-    from .scores import score_config_path
-
-    target = str(cfg.score.get("_target_", ""))
-    if choice:
-        try:
-            if str(OmegaConf.load(score_config_path(choice)).get("_target_", "")) == target:
-                return choice
-        except ValueError:  # a choice from a user's search path
-            return choice
-    return target.rsplit(".", 1)[-1] or "unknown"
-
-
 def _utc() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -83,7 +70,7 @@ def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> di
     started, t0 = _utc(), time.perf_counter()
     resolved = OmegaConf.to_container(cfg, resolve=True)
     record: dict[str, Any] = {
-        "task": cfg.task.name, "data": cfg.data.name, "score": score_label(cfg, score_choice),
+        "task": cfg.task.name, "data": cfg.data.name, "score": score_label(score_choice, str(cfg.score.get("_target_", ""))),
         "seed": int(cfg.seed), "status": "running", "error": None, "metrics": {}, "history": [],
         "params": None, "score_params": None, "wall_seconds": None, "train_seconds": None,
         "config": resolved, "config_hash": config_hash(resolved), "versions": library_versions(),

@@ -121,3 +121,11 @@ def test_grouped_sampler_covers_every_question_once_with_exact_length():
         # questions of one image are contiguous in the epoch's order
         images = image_index[torch.tensor(flat)].tolist()
         assert sum(1 for a, b in zip(images, images[1:]) if a != b) == len(set(images)) - 1
+
+
+def test_run_directory_is_named_after_the_score_label(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(USER_PKG))
+    monkeypatch.setenv("ALIGNBENCH_OUTPUT", str(tmp_path))
+    assert main(["train", *TINY, "data=synthetic", "score._target_=my_scores.NegSquaredDistanceScore"]) == 0
+    (record_path,) = tmp_path.glob("vqa/synthetic/NegSquaredDistanceScore/seed0/*/run.json")
+    assert read_record(record_path.parent)["score"] == "NegSquaredDistanceScore"

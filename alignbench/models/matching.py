@@ -78,9 +78,17 @@ class CrossAttentionMatcher(nn.Module):
         joint = to_joint(weights.reshape(ni * nc, *weights.shape[2:]), self.normalization, qmask)
         joint = joint.view(ni, nc, *joint.shape[1:])  # [Ni, Nc, H, L, R]
         word_weight = joint.sum(-1)  # [Ni, Nc, H, L]
-        context = torch.einsum("incqr,ird->incqd", joint, regions)
-        context = context / word_weight.unsqueeze(-1).clamp_min(1e-12)
-        relevance = F.cosine_similarity(context, words[None, :, None], dim=-1, eps=1e-8)  # [Ni, Nc, H, L]
+        cond = joint / word_weight.unsqueeze(-1).clamp_min(1e-12)  # each word's distribution over regions
+        # cos(w_i, c_i) with context c_i = Σ_j cond_ij v_j, without building [Ni, Nc, L, d]:
+        # w_i·c_i = Σ_j cond_ij (w_i·v_j) and |c_i|² = cond_i G cond_iᵀ with G = V Vᵀ
+        d = words.shape[-1]
+        dots = (words.reshape(-1, d) @ regions.reshape(-1, d).T).view(nc, -1, ni, regions.shape[1])
+        dots = dots.permute(2, 0, 1, 3).unsqueeze(2)  # [Ni, Nc, 1, L, R]
+        gram = (regions @ regions.transpose(1, 2))[:, None, None]  # [Ni, 1, 1, R, R]
+        w_dot_c = (cond * dots).sum(-1)
+        c_norm = ((cond @ gram) * cond).sum(-1).clamp_min(0).sqrt()
+        w_norm = words.norm(dim=-1)[None, :, None, :]  # [1, Nc, 1, L]
+        relevance = w_dot_c / (c_norm * w_norm).clamp_min(1e-8)  # [Ni, Nc, H, L]
         if self.aggregation == "mean":
             sims = (word_weight * relevance).sum(-1)
         else:

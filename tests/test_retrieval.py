@@ -1,0 +1,117 @@
+"""Retrieval model pieces and end-to-end runs on synthetic captions and the SCAN layout."""
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from alignbench.cli import main
+from alignbench.config import group_options
+from alignbench.models.matching import CrossAttentionMatcher, chunked_similarity, scan_raw_treatment
+from alignbench.models.retrieval import hardest_negative_hinge
+from alignbench.record import read_record
+from alignbench.scores import build_score
+from test_scan_format import write_precomp
+
+SCORES = group_options("score")
+
+
+def matcher(name, dim=8, **kw):
+    torch.manual_seed(0)
+    extra = {"glimpses": 1} if name == "ban" else {}
+    return CrossAttentionMatcher(lambda: build_score(name, dim, dim, **extra), **kw).eval()
+
+
+def data(ni=5, nc=7, lq=6, lk=4, dim=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    words, regions = torch.randn(nc, lq, dim, generator=g), torch.randn(ni, lk, dim, generator=g)
+    lengths = torch.tensor([6, 3, 5, 2, 6, 4, 1])[:nc]
+    return words, torch.arange(lq)[None] < lengths[:, None], regions
+
+
+def test_hinge_matches_brute_force():
+    g = torch.Generator().manual_seed(0)
+    sims = torch.randn(3, 5, generator=g)
+    image_row = torch.tensor([0, 1, 1, 2, 0])
+    margin, expected = 0.2, 0.0
+    for j in range(5):
+        i = image_row[j]
+        pos = sims[i, j]
+        expected += max([max(0.0, margin + sims[k, j] - pos) for k in range(3) if k != i] + [0.0])
+        expected += max([max(0.0, margin + sims[i, c] - pos) for c in range(5) if image_row[c] != i] + [0.0])
+    assert hardest_negative_hinge(sims, image_row, margin).item() == pytest.approx(float(expected), abs=1e-5)
+
+
+@pytest.mark.parametrize("name", SCORES)
+def test_chunks_equal_one_block_and_padding_is_ignored(name):
+    m = matcher(name)
+    words, mask, regions = data()
+    with torch.no_grad():
+        full, _ = m(words, mask, regions)
+        chunked = chunked_similarity(m, words, mask, regions, image_chunk=2, caption_chunk=3)
+        assert full.shape == (5, 7)
+        assert torch.allclose(full, chunked, atol=1e-5)
+        # padded word positions never change a similarity
+        noisy = words.clone()
+        noisy[~mask] = 100.0
+        assert torch.allclose(m(noisy, mask, regions)[0], full, atol=1e-5)
+        # each pair's similarity does not depend on the other images or captions
+        assert torch.allclose(m(words[2:3], mask[2:3], regions[1:2])[0][0, 0], full[1, 2], atol=1e-5)
+
+
+def test_cosine_with_scan_treatment_is_scan_t2i():
+    m = matcher("cosine", scan_treatment="auto", temperature=9.0)
+    assert m.treat
+    words, mask, regions = data(ni=1, nc=1)
+    n = int(mask[0].sum())
+    w, r = words[0, :n], regions[0]
+    raw = F.normalize(w, dim=-1) @ F.normalize(r, dim=-1).T  # cosine [n, R]
+    attn = torch.softmax(9.0 * F.normalize(F.leaky_relu(raw, 0.1), dim=0), dim=1)
+    context = attn @ r
+    expected = F.cosine_similarity(w, context, dim=-1).mean()
+    with torch.no_grad():
+        assert m(words, mask, regions)[0].item() == pytest.approx(expected.item(), abs=1e-5)
+    lse = matcher("cosine", aggregation="lse", lse_lambda=6.0)
+    with torch.no_grad():
+        expected_lse = torch.logsumexp(6.0 * F.cosine_similarity(w, context, dim=-1), 0) / 6.0
+        assert lse(words, mask, regions)[0].item() == pytest.approx(expected_lse.item(), abs=1e-5)
+
+
+def test_scan_treatment_rules():
+    assert not matcher("scaled_dot").treat and matcher("scaled_dot", scan_treatment="on").treat
+    with pytest.raises(ValueError, match="scan_treatment applies to row-normalised scores, not BANScore"):
+        matcher("ban", scan_treatment="on")
+    with pytest.raises(ValueError, match="unknown aggregation 'max'; valid: mean, lse"):
+        matcher("dot", aggregation="max")
+    logits = torch.randn(2, 1, 3, 4)
+    qmask = torch.tensor([[True, True, False], [True] * 3])
+    out = scan_raw_treatment(logits, qmask, 9.0)
+    assert (out[0, :, 2] == 0).all() and torch.allclose(out.norm(dim=2)[1], torch.full((1, 4), 9.0), atol=1e-4)
+
+
+def test_tiny_synthetic_retrieval_run(tmp_path):
+    assert main(["train", "task=retrieval", "data=synthetic", "preset=tiny", "score=coattention",
+                 f"hydra.run.dir={tmp_path / 'run'}"]) == 0
+    record = read_record(tmp_path / "run")
+    assert record["status"] == "completed", record["error"]
+    m = record["metrics"]
+    keys = {f"test/{d}_r{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)}
+    assert keys <= set(m) and {"test/rsum", "test/attn_entropy", "test/i2t_medr"} <= set(m)
+    assert m["test/rsum"] == pytest.approx(sum(m[k] for k in keys), abs=1e-3)
+    assert record["history"][0]["train/loss"] > 0
+
+
+def test_tiny_scan_precomp_run(tmp_path):
+    for split in ("train", "dev", "test"):
+        write_precomp(tmp_path, split)
+    assert main(["train", "task=retrieval", "data=scan_precomp", "preset=tiny", "score=scaled_dot",
+                 f"data.data_path={tmp_path}", "data.batch_size=4", f"hydra.run.dir={tmp_path / 'run'}"]) == 0
+    record = read_record(tmp_path / "run")
+    assert record["status"] == "completed", record["error"]
+    assert record["data_sizes"] == {"train": 15, "val": 15, "test": 15}
+
+
+def test_scan_precomp_missing_folder_is_named(tmp_path):
+    from alignbench.data.scan_precomp import ScanPrecompDataModule
+
+    with pytest.raises(FileNotFoundError, match="f30k_precomp is not a directory"):
+        ScanPrecompDataModule(data_path=str(tmp_path))
