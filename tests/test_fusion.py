@@ -5,12 +5,13 @@ import torch
 
 from alignbench.models.fusion import GlimpseFusion
 from alignbench.scores import build_score, list_scores
+from test_scores import takes_glimpses
 
 
 @pytest.mark.parametrize("name", list_scores())
 def test_every_score_fuses_with_masks(name):
     torch.manual_seed(0)
-    extra = {"glimpses": 3} if name == "ban" else {}
+    extra = {"glimpses": 3} if takes_glimpses(name) else {}
     fusion = GlimpseFusion(lambda: build_score(name, 8, 8, **extra), hidden_dim=8, glimpses=3)
     q, v = torch.randn(2, 4, 8), torch.randn(2, 5, 8)
     q_mask = torch.tensor([[True] * 4, [True, True, False, False]])

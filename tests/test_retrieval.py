@@ -10,6 +10,7 @@ from alignbench.models.matching import CrossAttentionMatcher, chunked_similarity
 from alignbench.models.retrieval import hardest_negative_hinge
 from alignbench.record import read_record
 from alignbench.scores import build_score
+from test_scores import takes_glimpses
 from test_scan_format import write_precomp
 
 SCORES = group_options("score")
@@ -17,7 +18,7 @@ SCORES = group_options("score")
 
 def matcher(name, dim=8, **kw):
     torch.manual_seed(0)
-    extra = {"glimpses": 1} if name == "ban" else {}
+    extra = {"glimpses": 1} if takes_glimpses(name) else {}
     return CrossAttentionMatcher(lambda: build_score(name, dim, dim, **extra), **kw).eval()
 
 

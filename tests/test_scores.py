@@ -11,9 +11,22 @@ SCORES = sorted(p.stem for p in (CONF_DIR / "score").glob("*.yaml"))
 B, LQ, LK = 3, 5, 7
 
 
+def takes_glimpses(name):
+    """Whether the score's class takes a glimpse count (multi-map scores such as BAN)."""
+    import inspect
+
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    from alignbench.scores import score_config_path
+
+    target = OmegaConf.load(score_config_path(name))["_target_"]
+    return "glimpses" in inspect.signature(get_class(target).__init__).parameters
+
+
 def make(name, q_dim=16, k_dim=16, seed=0, **kw):
     torch.manual_seed(seed)
-    if name == "ban":
+    if takes_glimpses(name):
         kw.setdefault("glimpses", 2)
     return build_score(name, q_dim, k_dim, **kw)
 
@@ -99,6 +112,16 @@ def test_logits_are_pairwise(name):
     assert torch.allclose(score(q, k[:, perm])[..., :], score(q, k)[..., perm], atol=1e-5)
     qperm = torch.randperm(LQ, generator=torch.Generator().manual_seed(4))
     assert torch.allclose(score(q[:, qperm], k), score(q, k)[:, :, qperm], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", SCORES)
+def test_logits_do_not_pool_over_other_positions(name):
+    """Dropping queries or keys leaves the remaining logits unchanged (no pooling, no leaks)."""
+    score = make(name).eval()
+    q, k, _, _ = inputs()
+    full = score(q, k)
+    assert torch.allclose(score(q[:, :3], k), full[:, :, :3], atol=1e-5)
+    assert torch.allclose(score(q, k[:, :4]), full[..., :4], atol=1e-5)
 
 
 @pytest.mark.parametrize("name", SCORES)
