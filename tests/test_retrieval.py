@@ -116,3 +116,15 @@ def test_scan_precomp_missing_folder_is_named(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="f30k_precomp is not a directory"):
         ScanPrecompDataModule(data_path=str(tmp_path))
+
+
+@pytest.mark.parametrize("name", SCORES)
+def test_gradients_stay_finite_with_padding(name):
+    m = matcher(name).train()
+    words, mask, regions = data()
+    words.requires_grad_(True)
+    regions.requires_grad_(True)
+    sims, _ = m(words, mask, regions)
+    hardest_negative_hinge(sims, torch.tensor([0, 1, 2, 3, 4, 0, 1]), 0.2).backward()
+    for t in [words, regions, *m.parameters()]:
+        assert t.grad is None or torch.isfinite(t.grad).all(), name

@@ -86,7 +86,7 @@ class CrossAttentionMatcher(nn.Module):
         dots = dots.permute(2, 0, 1, 3).unsqueeze(2)  # [Ni, Nc, 1, L, R]
         gram = (regions @ regions.transpose(1, 2))[:, None, None]  # [Ni, 1, 1, R, R]
         w_dot_c = (cond * dots).sum(-1)
-        c_norm = ((cond @ gram) * cond).sum(-1).clamp_min(0).sqrt()
+        c_norm = ((cond @ gram) * cond).sum(-1).clamp_min(1e-16).sqrt()  # clamped: finite gradient at 0
         w_norm = words.norm(dim=-1)[None, :, None, :]  # [1, Nc, 1, L]
         relevance = w_dot_c / (c_norm * w_norm).clamp_min(1e-8)  # [Ni, Nc, H, L]
         if self.aggregation == "mean":
