@@ -14,7 +14,8 @@ from PIL import Image
 
 from .text import Vocab
 from .vqa_dataset import VQATensors, single_answer_targets
-from .vqa_module import VQADataModule, cached
+from .base import cached
+from .vqa_module import VQADataModule
 
 COLORS = {"red", "green", "blue", "black", "gray", "teal", "brown", "yellow"}
 SHAPES = {"circle", "rectangle", "triangle"}

@@ -16,11 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from .text import Vocab
+from .base import SplitDataModule
 
 
 @dataclass
@@ -75,7 +74,7 @@ class _Batches(Dataset):
         return self.split.train_batch(ids) if self.train else self.split.eval_batch(ids)
 
 
-class RetrievalDataModule(pl.LightningDataModule):
+class RetrievalDataModule(SplitDataModule):
     """Loaders and metadata for retrieval; subclasses implement :meth:`build`.
 
     After :meth:`setup`: ``vocab``, ``visual`` (``pixels``/``regions``), ``visual_dim``,
@@ -83,18 +82,7 @@ class RetrievalDataModule(pl.LightningDataModule):
     """
 
     def __init__(self, batch_size: int = 64, eval_batch_size: int = 100, seed: int = 0) -> None:
-        super().__init__()
-        self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
-        self.splits: dict[str, RetrievalSplit] = {}
-        self.vocab: Vocab | None = None
-        self.visual, self.visual_dim, self.image_size = "pixels", None, None
-
-    def build(self) -> dict[str, RetrievalSplit]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def setup(self, stage: str | None = None) -> None:
-        if not self.splits:
-            self.splits = self.build()
+        super().__init__(batch_size, eval_batch_size, seed)
 
     def metadata(self) -> dict:
         self.setup()

@@ -12,13 +12,34 @@ from dataclasses import asdict
 import torch
 
 from .retrieval_dataset import RetrievalDataModule, RetrievalSplit
+from .scene_captions import CaptionConfig, build_caption_examples
 from .scene_questions import ANSWER_TYPES, build_vqa_examples
 from .scenes import COLOUR_NAMES, SHAPES, SIZES, SceneConfig, generate_scenes, render_scenes
 from .text import Vocab
 from .vqa_dataset import VQATensors, single_answer_targets
-from .vqa_module import VQADataModule, cached
+from .base import cached
+from .vqa_module import VQADataModule
 
 SPLIT_OFFSET = {"train": 0, "val": 1, "test": 2}
+
+
+def scene_counts(train: int, val: int, test: int) -> dict[str, int]:
+    """Scenes per split, each required to be positive."""
+    counts = {"train": train, "val": val, "test": test}
+    for split, n in counts.items():
+        if n <= 0:
+            raise ValueError(f"synthetic: {split}_scenes must be > 0, got {n}")
+    return counts
+
+
+def render_split(split: str, counts: dict[str, int], limit: int | None, data_seed: int,
+                 config: SceneConfig) -> tuple[list, torch.Tensor, int]:
+    """Scenes of ``split`` (capped at ``limit``), their images ``uint8 [N, 3, H, W]`` and the split's seed."""
+    n = counts[split] if limit is None else min(counts[split], limit)
+    seed = data_seed * 10 + SPLIT_OFFSET[split]
+    scenes = generate_scenes(n, seed, config)
+    images, _ = render_scenes(scenes, config, seed=seed)
+    return scenes, torch.from_numpy(images), seed
 
 
 class SyntheticVQADataModule(VQADataModule):
@@ -45,25 +66,19 @@ class SyntheticVQADataModule(VQADataModule):
     ) -> None:
         super().__init__(**kwargs)
         self.scene_config = SceneConfig(**(scene or {}))
-        self.counts = {"train": train_scenes, "val": val_scenes, "test": test_scenes}
-        for split, n in self.counts.items():
-            if n <= 0:
-                raise ValueError(f"synthetic: {split}_scenes must be > 0, got {n}")
+        self.counts = scene_counts(train_scenes, val_scenes, test_scenes)
         self.questions_per_scene, self.type_weights = questions_per_scene, type_weights
         self.data_seed, self.limit = data_seed, limit
         self.image_size = self.scene_config.image_size
 
     def _make_split(self, split: str) -> dict:
-        n = self.counts[split] if self.limit is None else min(self.counts[split], self.limit)
-        seed = self.data_seed * 10 + SPLIT_OFFSET[split]
-        scenes = generate_scenes(n, seed, self.scene_config)
-        images, _ = render_scenes(scenes, self.scene_config, seed=seed)
+        scenes, images, seed = render_split(split, self.counts, self.limit, self.data_seed, self.scene_config)
         examples = build_vqa_examples(scenes, seed, self.questions_per_scene, self.type_weights)
-        boxes = torch.zeros(n, self.scene_config.max_objects, 4)
+        boxes = torch.zeros(len(scenes), self.scene_config.max_objects, 4)
         for i, s in enumerate(scenes):
             for k, obj in enumerate(s.objects):
                 boxes[i, k] = torch.tensor(obj.box)
-        return {"images": torch.from_numpy(images), "examples": examples, "object_boxes": boxes,
+        return {"images": images, "examples": examples, "object_boxes": boxes,
                 "object_count": torch.tensor([len(s.objects) for s in scenes])}
 
     def build(self) -> dict[str, VQATensors]:
@@ -104,27 +119,17 @@ class SyntheticRetrievalDataModule(RetrievalDataModule):
     def __init__(self, train_scenes: int = 6000, val_scenes: int = 1000, test_scenes: int = 1000,
                  captions_per_image: int = 5, scene: dict | None = None, caption: dict | None = None,
                  data_seed: int = 1234, limit: int | None = None, **kwargs) -> None:
-        from .scene_captions import CaptionConfig
-
         super().__init__(**kwargs)
         self.scene_config = SceneConfig(**(scene or {}))
         self.caption_config = CaptionConfig(**(caption or {}))
-        self.counts = {"train": train_scenes, "val": val_scenes, "test": test_scenes}
-        for split, n in self.counts.items():
-            if n <= 0:
-                raise ValueError(f"synthetic: {split}_scenes must be > 0, got {n}")
+        self.counts = scene_counts(train_scenes, val_scenes, test_scenes)
         self.captions_per_image, self.data_seed, self.limit = captions_per_image, data_seed, limit
         self.image_size = self.scene_config.image_size
 
     def _make_split(self, split: str) -> dict:
-        n = self.counts[split] if self.limit is None else min(self.counts[split], self.limit)
-        seed = self.data_seed * 10 + SPLIT_OFFSET[split]
-        from .scene_captions import build_caption_examples
-
-        scenes = generate_scenes(n, seed, self.scene_config)
-        images, _ = render_scenes(scenes, self.scene_config, seed=seed)
+        scenes, images, seed = render_split(split, self.counts, self.limit, self.data_seed, self.scene_config)
         examples = build_caption_examples(scenes, seed, self.captions_per_image, self.caption_config)
-        return {"images": torch.from_numpy(images), "examples": examples}
+        return {"images": images, "examples": examples}
 
     def build(self) -> dict[str, RetrievalSplit]:
         key = {"v": 1, "scene": asdict(self.scene_config), "caption": asdict(self.caption_config),

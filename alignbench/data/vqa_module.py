@@ -2,56 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-from pathlib import Path
-from typing import Any, Callable
-
-import pytorch_lightning as pl
-import torch
-
-from .text import Vocab
-from .vqa_dataset import VQATensors, batch_loader
+from .base import SplitDataModule
+from .vqa_dataset import batch_loader
 
 
-def cache_dir() -> Path:
-    """Where decoded images are cached: ``$ALIGNBENCH_CACHE`` or ``~/.cache/alignbench``."""
-    return Path(os.environ.get("ALIGNBENCH_CACHE", Path.home() / ".cache" / "alignbench")).expanduser()
-
-
-def _data_code_version() -> str:
-    """Hash of the data package's source, so a change to a generator or reader never
-    returns data cached by the old code."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def cached(name: str, key: dict, build: Callable[[], Any]) -> Any:
-    """Return ``build()``, cached on disk under ``name`` and a hash of ``key``.
-
-    The key also holds a hash of the data package's source code. The cache file is
-    written atomically; a corrupt cache file is rebuilt.
-    """
-    key = {**key, "code": _data_code_version()}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    path = cache_dir() / f"{name}-{digest}.pt"
-    if path.is_file():
-        try:
-            return torch.load(path, weights_only=False)
-        except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never trusted
-            path.unlink(missing_ok=True)
-    value = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(value, tmp)
-    os.replace(tmp, path)
-    return value
-
-
-class VQADataModule(pl.LightningDataModule):
+class VQADataModule(SplitDataModule):
     """Common loaders and metadata; subclasses implement :meth:`build`.
 
     After :meth:`setup`: ``vocab`` (question tokens), ``answers`` (answer vocabulary),
@@ -62,22 +17,9 @@ class VQADataModule(pl.LightningDataModule):
     name = "vqa"
 
     def __init__(self, batch_size: int = 128, eval_batch_size: int = 512, seed: int = 0) -> None:
-        super().__init__()
-        self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
-        self.splits: dict[str, VQATensors] = {}
-        self.vocab: Vocab | None = None
+        super().__init__(batch_size, eval_batch_size, seed)
         self.answers: list[str] = []
         self.answer_types: list[str] = []
-        self.visual = "pixels"
-        self.visual_dim: int | None = None
-        self.image_size: int | None = None
-
-    def build(self) -> dict[str, VQATensors]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def setup(self, stage: str | None = None) -> None:
-        if not self.splits:
-            self.splits = self.build()
 
     def metadata(self) -> dict:
         """What the task model needs to know about the data."""

@@ -64,10 +64,15 @@ class CrossAttentionMatcher(nn.Module):
         logits = logits.reshape(ni * nc, *logits.shape[2:])
         qmask = word_mask.unsqueeze(0).expand(ni, -1, -1).reshape(ni * nc, -1)
         kmask = None if region_mask is None else region_mask.unsqueeze(1).expand(-1, nc, -1).reshape(ni * nc, -1)
-        if self.treat:
-            logits = scan_raw_treatment(logits, qmask, self.temperature)
-        weights = attend(logits, self.normalization, key_mask=kmask, query_mask=qmask)
+        weights = self.normalize(logits, qmask, kmask)
         return weights.view(ni, nc, *weights.shape[1:])
+
+    def normalize(self, logits: torch.Tensor, word_mask: torch.Tensor,
+                  region_mask: torch.Tensor | None) -> torch.Tensor:
+        """Attention ``[P, H, L, R]`` from score logits of P matched (caption, image) pairs."""
+        if self.treat:
+            logits = scan_raw_treatment(logits, word_mask, self.temperature)
+        return attend(logits, self.normalization, key_mask=region_mask, query_mask=word_mask)
 
     def forward(self, words: torch.Tensor, word_mask: torch.Tensor, regions: torch.Tensor,
                 region_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -110,15 +110,8 @@ class RetrievalModule(pl.LightningModule):
             idx = torch.arange(j, min(j + 100, len(caption_image), limit))
             img = caption_image[idx]
             rmask = None if region_mask is None else region_mask[img]
-            logits = self.matcher.score(words[idx], regions[img])
             qmask = caption_mask[idx]
-            if self.matcher.treat:
-                from .matching import scan_raw_treatment
-
-                logits = scan_raw_treatment(logits, qmask, self.matcher.temperature)
-            from ..attention import attend
-
-            w = attend(logits, self.matcher.normalization, key_mask=rmask, query_mask=qmask)
+            w = self.matcher.normalize(self.matcher.score(words[idx], regions[img]), qmask, rmask)
             ent.append(map_entropy(w, self.matcher.normalization, rmask, qmask))
         return float(torch.cat(ent).mean() * 100)
 
