@@ -22,12 +22,24 @@ FAILED_RUNS: list[str] = []  # run dirs of failed runs in this process (a sweep 
 DATA_KEYS = ("name", "tasks", "views")
 
 
+def _overlay(base: dict, top: dict) -> dict:
+    """``base`` with every non-null value of ``top``; nested dicts are overlaid key by key."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict):
+            out[key] = _overlay(out[key] if isinstance(out.get(key), dict) else {}, value)
+        elif value is not None:
+            out[key] = value
+    return out
+
+
 def data_config(data: dict, task: str) -> dict:
-    """The data-module config of ``task``: the task's view, overridden by non-null shared keys."""
+    """The data-module config of ``task``: the task's view, overridden by the non-null
+    shared keys (nested ones too: ``data.scene.max_objects=3`` changes every view)."""
     shared = {k: v for k, v in data.items() if k not in DATA_KEYS}
     if "views" not in data:
         return shared
-    return {**data["views"][task], **{k: v for k, v in shared.items() if v is not None}}
+    return _overlay(data["views"][task], shared)
 
 
 class HistoryCallback(pl.Callback):
@@ -93,7 +105,10 @@ def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> di
         checkpoint = pl.callbacks.ModelCheckpoint(
             dirpath=run_dir / "checkpoints", monitor=cfg.task.monitor, mode="max", save_last=True, filename="best"
         )
-        trainer = instantiate(resolved["trainer"], default_root_dir=str(run_dir), callbacks=[history, checkpoint],
+        trainer_cfg = dict(resolved["trainer"])
+        if not model.automatic_optimization:  # the model clips its own gradients (e.g. a GAN's two optimizers)
+            trainer_cfg["gradient_clip_val"] = None
+        trainer = instantiate(trainer_cfg, default_root_dir=str(run_dir), callbacks=[history, checkpoint],
                               logger=pl.loggers.CSVLogger(str(run_dir), name="logs", version=""))
         trainer.fit(model, datamodule=datamodule)
         results = trainer.test(model, datamodule=datamodule, ckpt_path="best", verbose=False)

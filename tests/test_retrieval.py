@@ -29,17 +29,20 @@ def data(ni=5, nc=7, lq=6, lk=4, dim=8, seed=0):
     return words, torch.arange(lq)[None] < lengths[:, None], regions
 
 
-def test_hinge_matches_brute_force():
+@pytest.mark.parametrize("hardest", [True, False])
+def test_hinge_matches_brute_force(hardest):
     g = torch.Generator().manual_seed(0)
     sims = torch.randn(3, 5, generator=g)
     image_row = torch.tensor([0, 1, 1, 2, 0])
     margin, expected = 0.2, 0.0
+    pool = max if hardest else sum
     for j in range(5):
         i = image_row[j]
         pos = sims[i, j]
-        expected += max([max(0.0, margin + sims[k, j] - pos) for k in range(3) if k != i] + [0.0])
-        expected += max([max(0.0, margin + sims[i, c] - pos) for c in range(5) if image_row[c] != i] + [0.0])
-    assert hardest_negative_hinge(sims, image_row, margin).item() == pytest.approx(float(expected), abs=1e-5)
+        expected += pool([max(0.0, margin + sims[k, j] - pos) for k in range(3) if k != i] + [0.0])
+        expected += pool([max(0.0, margin + sims[i, c] - pos) for c in range(5) if image_row[c] != i] + [0.0])
+    loss = hardest_negative_hinge(sims, image_row, margin, hardest=hardest)
+    assert loss.item() == pytest.approx(float(expected), abs=1e-5)
 
 
 @pytest.mark.parametrize("name", SCORES)
@@ -128,3 +131,104 @@ def test_gradients_stay_finite_with_padding(name):
     hardest_negative_hinge(sims, torch.tensor([0, 1, 2, 3, 4, 0, 1]), 0.2).backward()
     for t in [words, regions, *m.parameters()]:
         assert t.grad is None or torch.isfinite(t.grad).all(), name
+
+
+def test_bidirectional_text_encoder_ignores_padding():
+    from alignbench.models.encoders import TextEncoder
+
+    torch.manual_seed(0)
+    enc = TextEncoder(20, 8, 6, bidirectional=True).eval()
+    tokens = torch.tensor([[3, 4, 5, 0, 0], [6, 7, 8, 9, 2]])
+    out = enc(tokens)
+    assert out.shape == (2, 5, 6)
+    assert torch.all(out[0, 3:] == 0)
+    # the same caption without padding, alone: identical word features (the backward
+    # pass starts at the last valid word, not at the padding)
+    assert torch.allclose(enc(tokens[:1, :3]), out[:1, :3], atol=1e-6)
+    # the backward direction is used: a later word changes an earlier word's feature
+    changed = enc(torch.tensor([[3, 4, 7, 0, 0]]))
+    assert not torch.allclose(changed[0, 0], out[0, 0])
+
+
+def test_warmup_epochs_train_on_all_negatives_first():
+    from alignbench.models.retrieval import RetrievalModule
+
+    def module(warmup):
+        torch.manual_seed(0)
+        return RetrievalModule({"_target_": "alignbench.scores.ScaledDotScore"}, vocab_size=9, visual="regions",
+                               visual_dim=8, hidden_dim=8, embed_dim=4, warmup_epochs=warmup)
+
+    g = torch.Generator().manual_seed(0)
+    batch = {"caption": torch.randint(1, 9, (6, 4), generator=g), "caption_mask": torch.ones(6, 4, dtype=torch.bool),
+             "regions": torch.randn(3, 5, 8, generator=g), "image_row": torch.tensor([0, 0, 1, 1, 2, 2])}
+    warm, hard = module(1), module(0)  # epoch 0: inside the warm-up for the first only
+    with torch.no_grad():
+        sims, _ = hard.matcher(hard.text(batch["caption"]), batch["caption_mask"], hard.vision(batch["regions"]))
+        expected_all = hardest_negative_hinge(sims, batch["image_row"], 0.2, hardest=False)
+        expected_hard = hardest_negative_hinge(sims, batch["image_row"], 0.2, hardest=True)
+        assert warm.training_step(batch, 0).item() == pytest.approx(expected_all.item(), rel=1e-5)
+        assert hard.training_step(batch, 0).item() == pytest.approx(expected_hard.item(), rel=1e-5)
+    assert expected_all > expected_hard
+
+
+def test_unknown_lr_schedule_is_named():
+    from alignbench.models.retrieval import RetrievalModule
+
+    with pytest.raises(ValueError, match="'linear'.*cosine, constant"):
+        RetrievalModule({"_target_": "alignbench.scores.DotScore"}, vocab_size=5, visual="regions", visual_dim=4,
+                        lr_schedule="linear")
+
+
+def _eval_parts(ids_per_batch, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    regions_all, words_all = torch.randn(6, 3, 4, generator=g), torch.randn(12, 5, 4, generator=g)
+    lengths = torch.tensor([5, 2, 3, 4, 1, 5, 2, 2, 3, 5, 4, 1])
+    parts = []
+    for ids in ids_per_batch:
+        caps = torch.tensor([c for i in ids for c in (2 * i, 2 * i + 1)])
+        width = int(lengths[caps].max())
+        mask = torch.arange(width)[None] < lengths[caps][:, None]
+        parts.append((regions_all[ids], None, words_all[caps, :width], mask, torch.tensor(ids).repeat_interleave(2),
+                      torch.tensor(ids)))
+    return parts
+
+
+def _same_eval_set(a, b):
+    """Equal merged sets; words are compared at valid positions only (padding is free)."""
+    (ra, rma, wa, ma, ca), (rb, rmb, wb, mb, cb) = a, b
+    assert torch.equal(ra, rb) and rma is None and rmb is None
+    assert torch.equal(ma, mb) and torch.equal(ca, cb)
+    assert torch.equal(wa * ma[..., None], wb * mb[..., None])
+
+
+def test_merge_eval_parts_orders_images_and_drops_duplicates():
+    from alignbench.models.retrieval import merge_eval_parts
+
+    whole = merge_eval_parts(_eval_parts([[0, 1, 2, 3, 4, 5]]))
+    # shards as two processes would see them, out of order and with an image given twice
+    shards = merge_eval_parts(_eval_parts([[3, 4], [0, 1, 2], [5, 0]]))
+    _same_eval_set(whole, shards)
+    assert whole[4].tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+
+
+def _gather_worker(rank, world, init_file, out_dir):
+    import torch.distributed as dist
+
+    from alignbench.models.retrieval import merge_eval_parts
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    shard = [[0, 2], [4]] if rank == 0 else [[1, 3], [5, 0]]  # image 0 on both processes
+    merged = merge_eval_parts(_eval_parts(shard))
+    torch.save(merged, f"{out_dir}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_merge_eval_parts_gathers_across_processes(tmp_path):
+    import torch.multiprocessing as mp
+
+    from alignbench.models.retrieval import merge_eval_parts
+
+    mp.spawn(_gather_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    whole = merge_eval_parts(_eval_parts([[0, 1, 2, 3, 4, 5]]))
+    for rank in (0, 1):
+        _same_eval_set(whole, torch.load(tmp_path / f"rank{rank}.pt"))

@@ -66,3 +66,20 @@ class SplitDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
             self.splits = self.build()
+
+    def sizes(self) -> dict[str, int]:
+        """Examples per split (captions or questions)."""
+        self.setup()
+        return {split: len(data) for split, data in self.splits.items()}
+
+    def _loader(self, split: str, train: bool):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def train_dataloader(self):
+        return self._loader("train", True)
+
+    def val_dataloader(self):
+        return self._loader("val", False)
+
+    def test_dataloader(self):
+        return self._loader("test", False)

@@ -42,6 +42,10 @@ class RetrievalSplit:
         counts = torch.bincount(self.caption_image, minlength=n_images)
         self._captions_of = torch.split(order, counts.tolist())
 
+    def __len__(self) -> int:
+        """Number of captions."""
+        return len(self.captions)
+
     def visual(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.images is not None:
             return {"image": self.images[rows].float().div_(255.0)}
@@ -89,10 +93,6 @@ class RetrievalDataModule(SplitDataModule):
         return {"vocab_size": len(self.vocab), "visual": self.visual, "visual_dim": self.visual_dim,
                 "image_size": self.image_size}
 
-    def sizes(self) -> dict[str, int]:
-        self.setup()
-        return {k: len(v.captions) for k, v in self.splits.items()}
-
     def _loader(self, split: str, train: bool) -> DataLoader:
         data = _Batches(self.splits[split], train)
         if train:
@@ -101,12 +101,3 @@ class RetrievalDataModule(SplitDataModule):
         else:
             batches = BatchSampler(SequentialSampler(data), self.eval_batch_size, drop_last=False)
         return DataLoader(data, sampler=batches, batch_size=None)
-
-    def train_dataloader(self):
-        return self._loader("train", True)
-
-    def val_dataloader(self):
-        return self._loader("val", False)
-
-    def test_dataloader(self):
-        return self._loader("test", False)

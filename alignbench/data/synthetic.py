@@ -132,16 +132,25 @@ class SyntheticRetrievalDataModule(RetrievalDataModule):
         return {"images": images, "examples": examples}
 
     def build(self) -> dict[str, RetrievalSplit]:
-        key = {"v": 1, "scene": asdict(self.scene_config), "caption": asdict(self.caption_config),
-               "counts": self.counts, "limit": self.limit, "cpi": self.captions_per_image, "seed": self.data_seed}
-        raw = {s: cached(f"synthetic-captions-{s}", {**key, "split": s}, lambda s=s: self._make_split(s))
-               for s in SPLIT_OFFSET}
-        self.vocab = Vocab.build(e["caption"] for e in raw["train"]["examples"])
-        splits = {}
-        for split, data in raw.items():
-            examples = data["examples"]
-            tokens, mask = self.vocab.encode_batch([e["caption"] for e in examples])
-            splits[split] = RetrievalSplit(
-                tokens, mask, torch.tensor([e["image_index"] for e in examples], dtype=torch.long),
-                images=data["images"], extras={"mentioned": [e["mentioned"] for e in examples]})
-        return splits
+        raw, self.vocab, encoded = caption_view(self, "synthetic-captions")
+        return {split: RetrievalSplit(tokens, mask, caption_image, images=raw[split]["images"],
+                                      extras={"mentioned": [e["mentioned"] for e in raw[split]["examples"]]})
+                for split, (_, tokens, mask, caption_image) in encoded.items()}
+
+
+def caption_view(module, name: str) -> tuple[dict, Vocab, dict]:
+    """The cached raw splits of a caption view (``module._make_split``), the vocabulary of
+    its train captions and per split ``(texts, tokens, mask, caption_image)``. ``module``
+    holds the view's settings: ``scene_config``, ``caption_config``, ``counts``, ``limit``,
+    ``captions_per_image`` and ``data_seed``."""
+    key = {"v": 1, "scene": asdict(module.scene_config), "caption": asdict(module.caption_config),
+           "counts": module.counts, "limit": module.limit, "cpi": module.captions_per_image, "seed": module.data_seed}
+    raw = {s: cached(f"{name}-{s}", {**key, "split": s}, lambda s=s: module._make_split(s)) for s in SPLIT_OFFSET}
+    vocab = Vocab.build(e["caption"] for e in raw["train"]["examples"])
+    encoded = {}
+    for split, data in raw.items():
+        texts = [e["caption"] for e in data["examples"]]
+        tokens, mask = vocab.encode_batch(texts)
+        encoded[split] = (texts, tokens, mask, torch.tensor([e["image_index"] for e in data["examples"]],
+                                                             dtype=torch.long))
+    return raw, vocab, encoded

@@ -33,15 +33,6 @@ class VQADataModule(SplitDataModule):
             "image_size": self.image_size,
         }
 
-    def sizes(self) -> dict[str, int]:
-        self.setup()
-        return {split: len(ds) for split, ds in self.splits.items()}
-
-    def train_dataloader(self):
-        return batch_loader(self.splits["train"], self.batch_size, shuffle=True, seed=self.seed)
-
-    def val_dataloader(self):
-        return batch_loader(self.splits["val"], self.eval_batch_size, shuffle=False, seed=self.seed)
-
-    def test_dataloader(self):
-        return batch_loader(self.splits["test"], self.eval_batch_size, shuffle=False, seed=self.seed)
+    def _loader(self, split: str, train: bool):
+        return batch_loader(self.splits[split], self.batch_size if train else self.eval_batch_size,
+                            shuffle=train, seed=self.seed)

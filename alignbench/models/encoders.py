@@ -8,21 +8,31 @@ from torch.nn import functional as F
 
 
 class TextEncoder(nn.Module):
-    """Word embedding + unidirectional GRU.
+    """Word embedding + GRU.
 
     ``tokens [B, L]`` (0 = padding) → word features ``[B, L, hidden_dim]``. Padding is at
-    the end, so a forward GRU's states at valid positions never see it.
+    the end, so a forward GRU's states at valid positions never see it. With
+    ``bidirectional=True`` (SCAN's caption encoder) each word is the mean of the forward
+    and backward states; sequences are packed so the backward pass starts at each
+    caption's last valid word, and padded positions are zero.
     """
 
-    def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int, dropout: float = 0.0) -> None:
+    def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int, dropout: float = 0.0,
+                 bidirectional: bool = False) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
-        self.gru = nn.GRU(embed_dim, hidden_dim, batch_first=True)
+        self.gru = nn.GRU(embed_dim, hidden_dim, batch_first=True, bidirectional=bidirectional)
         self.dropout = nn.Dropout(dropout)
+        self.bidirectional = bidirectional
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        out, _ = self.gru(self.dropout(self.embedding(tokens)))
-        return out
+        x = self.dropout(self.embedding(tokens))
+        if not self.bidirectional:
+            return self.gru(x)[0]
+        lengths = (tokens != 0).sum(1).clamp_min(1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = nn.utils.rnn.pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=tokens.shape[1])
+        return (out[..., : self.gru.hidden_size] + out[..., self.gru.hidden_size:]) / 2
 
 
 class ConvGridEncoder(nn.Module):

@@ -1,0 +1,1 @@
+"""Evaluators trained offline and shared by every run of a comparison."""

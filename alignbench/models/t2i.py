@@ -1,0 +1,142 @@
+"""Text-to-image task model: an AttnGAN-style GAN in which only the attention score changes.
+
+Losses: hinge adversarial (unconditional + sentence-conditional, with mismatched captions
+as conditional fakes), a DAMSM-style word-region matching loss through the
+discriminator's fixed matching head, and a pixel L1 term (``pixel_weight``; 0 turns it
+off) that applies only to data whose images are renders of the captioned scene
+(``rendered``, set by the data module: the synthetic scenes, not photographs). Validation and test generate one image
+per evaluation caption with fixed noise and judge it with the data set's offline
+evaluators (:mod:`alignbench.evaluation.t2i`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from torch.nn import functional as F
+
+from ..evaluation.t2i import load_evaluators
+from .encoders import TextEncoder
+from .generation import Discriminator, Generator, masked_mean
+from .t2i_eval import judge, save_sample_grid, stage_entropy
+
+
+def matching_loss(logits: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each image's caption and each caption's image in ``logits [B, B]``;
+    other pairs showing the same source image are left out of the softmax."""
+    same = image_index[:, None] == image_index[None, :]
+    logits = logits.masked_fill(same & ~torch.eye(len(logits), dtype=torch.bool, device=logits.device), float("-inf"))
+    target = torch.arange(len(logits), device=logits.device)
+    return F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)
+
+
+class T2IModule(pl.LightningModule):
+    """Caption GRU + :class:`Generator` (configured score at each attention stage) + :class:`Discriminator`."""
+
+    def __init__(self, score: dict[str, Any], vocab_size: int, image_size: int, hidden_dim: int = 128,
+                 embed_dim: int = 64, noise_dim: int = 32, g_channels: int = 128, d_channels: int = 32,
+                 attention_at: tuple[int, ...] = (8, 16), lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
+                 match_weight: float = 1.0, pixel_weight: float = 1.0, rendered: bool = False,
+                 gamma: float = 10.0, clip: float | None = 1.0,
+                 evaluator_epochs: int = 6, grid_examples: int = 12, **_: Any) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.text = TextEncoder(vocab_size, embed_dim, hidden_dim)
+        self.discriminator = Discriminator(hidden_dim, image_size, d_channels)
+        self.generator = Generator(hidden_dim, lambda q, k: instantiate(score, q_dim=q, k_dim=k, _convert_="all"),
+                                   image_size, noise_dim, g_channels, tuple(attention_at))
+        self.evaluators: dict = {}  # a plain dict: the evaluators are not part of this model
+        self._eval: dict[str, list] = {}
+
+    @property
+    def score_parameters(self) -> int:
+        return sum(p.numel() for s in self.generator.stages.values() for p in s.score.parameters())
+
+    def setup(self, stage: str) -> None:
+        if not self.evaluators:
+            self.evaluators = load_evaluators(self.trainer.datamodule, self.hparams.evaluator_epochs)
+
+    def generate(self, caption: torch.Tensor, mask: torch.Tensor, noise: torch.Tensor):
+        words = self.text(caption)
+        sentence = masked_mean(words, mask)
+        image, maps = self.generator(sentence, words, mask, noise)
+        return image, maps, words, sentence
+
+    def _step(self, optimizer, loss: torch.Tensor, params) -> None:
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        if self.hparams.clip:
+            torch.nn.utils.clip_grad_norm_(params, self.hparams.clip)
+        optimizer.step()
+
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        opt_g, opt_d = self.optimizers()
+        caption, mask, real, rows = batch["caption"], batch["caption_mask"], batch["image"], batch["image_index"]
+        noise = torch.randn(len(caption), self.hparams.noise_dim, device=real.device)
+        fake, _, words, sentence = self.generate(caption, mask, noise)
+        d, hp = self.discriminator, self.hparams
+        wd, sd = words.detach(), sentence.detach()
+        # discriminator: real vs generated, unconditional and conditional; real with a mismatched caption is fake
+        u_r, c_r, regions = d(real, sd)
+        u_f, c_f, _ = d(fake.detach(), sd)
+        wrong = torch.roll(torch.arange(len(rows), device=rows.device), 1)
+        _, c_w, _ = d(real, sd[wrong])
+        c_w = c_w[rows[wrong] != rows]
+        d_adv = (F.relu(1 - u_r).mean() + F.relu(1 - c_r).mean() + F.relu(1 + u_f).mean() + F.relu(1 + c_f).mean()
+                 + (F.relu(1 + c_w).mean() if len(c_w) else 0.0))
+        d_match = matching_loss(d.match_logits(regions, wd, mask, hp.gamma), rows)
+        self._step(opt_d, d_adv + hp.match_weight * d_match, d.parameters())
+        # generator (and text encoder): fool both heads, match words, optionally redraw the render
+        u_g, c_g, regions_g = d(fake, sentence)
+        g_match = matching_loss(d.match_logits(regions_g, words, mask, hp.gamma), rows)
+        pixel = F.l1_loss(fake, real)
+        g_loss = -(u_g.mean() + c_g.mean()) + hp.match_weight * g_match
+        if hp.rendered:  # the caption's own image is a render of the scene it describes
+            g_loss = g_loss + hp.pixel_weight * pixel
+        self._step(opt_g, g_loss, list(self.generator.parameters()) + list(self.text.parameters()))
+        if not torch.isfinite(g_loss + d_adv):
+            raise FloatingPointError(f"non-finite GAN loss at step {self.global_step}")
+        for name, value in (("d_loss", d_adv), ("g_loss", g_loss), ("match", g_match), ("pixel_l1", pixel)):
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=len(caption))
+
+    def _collect(self, batch: dict, batch_idx: int, stage: str) -> None:
+        g = torch.Generator().manual_seed(10_000 * (stage == "test") + batch_idx)  # same noise for every score
+        noise = torch.randn(len(batch["caption"]), self.hparams.noise_dim, generator=g).to(self.device)
+        fake, maps, _, _ = self.generate(batch["caption"], batch["caption_mask"], noise)
+        self._eval.setdefault(stage, []).append({
+            "fake": fake, "caption_index": batch["caption_index"],
+            "stages": sorted(int(k) for k in self.generator.stages),
+            "entropy": stage_entropy(maps, batch["caption_mask"])})
+
+    def _evaluate(self, stage: str) -> None:
+        parts = self._eval.pop(stage, [])
+        split = self.trainer.datamodule.splits[stage]
+        values = judge(parts, split, self.evaluators, real_ceiling=stage == "test", with_fid=stage == "test")
+        self.log_dict({f"{stage}/{k}": torch.as_tensor(v, dtype=torch.float32) for k, v in values.items()})
+        if stage == "test" and self.trainer.is_global_zero:
+            save_sample_grid(parts, split, Path(self.trainer.default_root_dir) / "samples.png",
+                             self.hparams.grid_examples)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._collect(batch, batch_idx, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._evaluate("val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._collect(batch, batch_idx, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._evaluate("test")
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        opt_g = torch.optim.Adam(list(self.generator.parameters()) + list(self.text.parameters()), hp.lr,
+                                 betas=tuple(hp.betas))
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), hp.lr, betas=tuple(hp.betas))
+        return opt_g, opt_d

@@ -1,0 +1,101 @@
+"""Judging generated images with the offline evaluators, and the sample grid of a run."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from ..data.t2i_dataset import T2ITensors
+from ..evaluation.t2i import location_cells
+from ..metrics.entropy import map_entropy
+from ..metrics.generation import attribute_accuracy, frechet_distance, r_precision
+
+
+def stage_entropy(maps: list[torch.Tensor], word_mask: torch.Tensor) -> torch.Tensor:
+    """Normalised entropy ``[B, stages]`` of each stage's region-over-word attention (mean over heads)."""
+    return torch.stack([map_entropy(w, "row", key_mask=word_mask).mean(1) for w in maps], 1)
+
+
+@torch.no_grad()
+def _read(images: torch.Tensor, split: T2ITensors, caption_index: torch.Tensor, evaluators: dict,
+          caption_feats: torch.Tensor) -> dict[str, float]:
+    """R-precision and (with a detector) attribute accuracy of ``images [N, 3, S, S]``."""
+    feats = torch.cat([evaluators["matcher"].embed_image(x) for x in images.split(500)])
+    candidates = min(100, int(split.caption_image.max()) + 1)  # fewer on tiny splits
+    out = {}
+    if candidates >= 2:
+        out["r_precision"] = r_precision(feats, caption_feats, split.caption_image, caption_index, candidates)
+    if "detector" in evaluators and split.described is not None:
+        obj, col, shp = (torch.cat(t) for t in zip(*(evaluators["detector"](x) for x in images.split(500))))
+        grid, size = obj.shape[-1], split.image_size
+        objects = [[(c, s, location_cells(loc, grid, size)) for c, s, loc in split.described[int(j)]]
+                   for j in caption_index]
+        acc = attribute_accuracy(obj.sigmoid(), col, shp, objects)
+        out.update({"attribute_acc": acc["attribute_acc"], "object_acc": acc["object_acc"]})
+    return out
+
+
+@torch.no_grad()
+def judge(parts: list[dict], split: T2ITensors, evaluators: dict, real_ceiling: bool = False,
+          with_fid: bool = False) -> dict[str, float]:
+    """Metrics of the generated images in ``parts`` (dicts with ``fake``, ``entropy``,
+    ``caption_index``): ``r_precision``, ``attribute_acc``/``object_acc`` (synthetic),
+    ``pixel_l1`` (synthetic), ``attn_entropy`` (percent, and per stage), and with
+    ``real_ceiling`` the same evaluators' reading of the real images (``real_*``);
+    with ``with_fid`` ``fid_feat`` (Fréchet distance on the matching evaluator's image
+    features, not comparable with Inception FID)."""
+    fake = torch.cat([p["fake"] for p in parts]).float().cpu()
+    caption_index = torch.cat([p["caption_index"] for p in parts]).cpu()
+    real = split.images[split.caption_image[caption_index]].float() / 255
+    matcher = evaluators["matcher"]
+    caption_feats = torch.cat([matcher.embed_caption(t, m) for t, m in
+                               zip(split.captions.split(1000), split.caption_mask.split(1000))])
+    values = _read(fake, split, caption_index, evaluators, caption_feats)
+    entropy = torch.cat([p["entropy"] for p in parts]).cpu() * 100  # [N, stages]
+    values["attn_entropy"] = float(entropy.mean())
+    for k, res in enumerate(parts[0]["stages"]):
+        values[f"attn_entropy_{res}px"] = float(entropy[:, k].mean())
+    if split.objects is not None:
+        values["pixel_l1"] = float((fake - real).abs().mean())
+    if real_ceiling:
+        values.update({f"real_{k}": v for k, v in _read(real, split, caption_index, evaluators, caption_feats).items()})
+    if with_fid:
+        feats = [torch.cat([matcher.image_features(x) for x in t.split(500)]) for t in (real, fake)]
+        values["fid_feat"] = frechet_distance(*feats)
+    return values
+
+
+def save_sample_grid(parts: list[dict], split: T2ITensors, path: Path, examples: int = 12, scale: int = 4) -> None:
+    """PNG of the first ``examples`` evaluation captions: caption text, real image, generated image."""
+    fake = torch.cat([p["fake"] for p in parts])[:examples].float().cpu()
+    caption_index = torch.cat([p["caption_index"] for p in parts])[:examples].cpu()
+    size = split.image_size * scale
+    text_w, row_h = 360, max(size, 64) + 8
+    canvas = Image.new("RGB", (text_w + 2 * (size + 8), 20 + row_h * len(fake)), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((4, 4), "caption", fill="black")
+    draw.text((text_w, 4), "real", fill="black")
+    draw.text((text_w + size + 8, 4), "generated", fill="black")
+
+    def tile(x: torch.Tensor) -> Image.Image:
+        arr = (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+        return Image.fromarray(np.ascontiguousarray(arr)).resize((size, size), Image.NEAREST)
+
+    for r, (img, j) in enumerate(zip(fake, caption_index)):
+        y = 20 + r * row_h
+        text = "\n".join(textwrap.wrap(split.texts[int(j)], 56)[:5])
+        draw.multiline_text((4, y), text, fill="black", spacing=2)
+        canvas.paste(tile(split.images[split.caption_image[j]].float() / 255), (text_w, y))
+        canvas.paste(tile(img), (text_w + size + 8, y))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}.png")
+    canvas.save(tmp)
+    os.replace(tmp, path)
+
+
+__all__ = ["judge", "save_sample_grid", "stage_entropy"]
