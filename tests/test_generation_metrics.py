@@ -63,7 +63,7 @@ def test_r_precision_matches_a_literal_loop():
     imgs = imgs + 2 * caps[query]  # make some hits
     got = r_precision(imgs, caps, caption_image, query, candidates=20, seed=3)
     # the same distractor draw, then a literal comparison per query
-    keys = torch.rand(40, 300, generator=torch.Generator().manual_seed(3))
+    keys = torch.rand(40, 300, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     hits = 0
     for n in range(40):
         pool = [j for j in keys[n].argsort().tolist() if caption_image[j] != caption_image[query[n]]][:19]
@@ -71,6 +71,24 @@ def test_r_precision_matches_a_literal_loop():
         hits += all(cos[0] > x for x in cos[1:])
     assert got == pytest.approx(100 * hits / 40)
     assert 0 < got < 100
+    # the same in chunks of 7 queries draws other distractors, and stays in range
+    assert 0 < r_precision(imgs, caps, caption_image, query, candidates=20, seed=3, chunk=7) < 100
+
+
+def test_r_precision_never_draws_an_excluded_caption():
+    caption_image = torch.arange(4).repeat_interleave(2)
+    caption_feats = torch.eye(4)[caption_image]
+    images = torch.eye(4)
+    images[3] = torch.tensor([0.6, 0.0, 0.0, 0.8])  # generated from caption 1 (image 0), looks more like image 3
+    query = torch.tensor([0, 2, 4, 1])
+    # all 6 other captions as distractors: image 3's captions beat query 3
+    assert r_precision(images, caption_feats, caption_image, query, candidates=7) == pytest.approx(75.0)
+    # image 3's captions excluded for query 3 (say, true of its image): it wins
+    excluded = torch.tensor([[3, 3], [6, 7]])
+    assert r_precision(images, caption_feats, caption_image, query, candidates=5, excluded=excluded) == 100.0
+    with pytest.raises(ValueError, match="only 2"):
+        r_precision(images, caption_feats, caption_image, query, candidates=5,
+                    excluded=torch.tensor([[0, 0, 0, 0], [2, 3, 4, 5]]))
 
 
 def test_attribute_accuracy_on_a_hand_made_grid():
@@ -85,12 +103,17 @@ def test_attribute_accuracy_on_a_hand_made_grid():
     top = torch.tensor([[True, True], [False, False]])
     objects = [[
         (1, 0, top),  # right colour and shape at the top: correct
-        (2, 0, everywhere),  # colour 2 found at (1,1), shape 0 only at (0,0): colour ok, object not
-        (2, 1, top),  # the colour-2 object is at the bottom: both wrong in this region
+        (2, 1, top),  # the colour-2 shape-1 object is at the bottom: wrong in this region
+        (2, 0, everywhere),  # colour 2 at (1,1); shape 0 only at (0,0), already taken by the first
     ]]
     out = attribute_accuracy(objectness, colour, shape, objects)
     assert out["colour_acc"] == pytest.approx(200 / 3)
-    assert out["shape_acc"] == pytest.approx(200 / 3)
+    assert out["shape_acc"] == pytest.approx(100 / 3)
     assert out["object_acc"] == pytest.approx(100 / 3)
-    assert out["attribute_acc"] == pytest.approx(200 / 3)
+    assert out["attribute_acc"] == pytest.approx(50.0)
     assert math.isclose(attribute_accuracy(objectness * 0, colour, shape, objects)["attribute_acc"], 0.0)
+    # one detection cannot serve two described objects of the same colour and shape
+    twice = attribute_accuracy(objectness, colour, shape, [[(1, 0, everywhere), (1, 0, everywhere)]])
+    assert twice["object_acc"] == pytest.approx(50.0) and twice["colour_acc"] == pytest.approx(50.0)
+    with pytest.raises(ValueError, match="no described objects"):
+        attribute_accuracy(objectness, colour, shape, [[]])

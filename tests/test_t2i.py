@@ -155,3 +155,47 @@ def test_t2i_run_end_to_end_on_cub_layout(tmp_path, monkeypatch):
     assert "test/r_precision" in m and "test/fid_feat" in m
     assert "test/attribute_acc" not in m and "test/pixel_l1" not in m  # no objects, not renders
     assert (run_dir / "samples.png").is_file()
+
+
+def test_excluded_distractors_cover_every_caption_true_of_the_scene():
+    from alignbench.models.t2i_eval import excluded_distractors
+
+    dm = small_synthetic()
+    dm.setup()
+    split = dm.splits["test"]
+    queries = split.first_caption
+    pairs = excluded_distractors(split, queries)
+    excluded = set(map(tuple, pairs.T.tolist()))
+    # every caption of the query's own image is true of its scene, so the truth check must find it
+    for n, q in enumerate(queries.tolist()):
+        own = (split.caption_image == split.caption_image[q]).nonzero().squeeze(1).tolist()
+        assert all((n, j) in excluded for j in own)
+    # and it is selective: most other images' captions stay available as distractors
+    assert len(excluded) < 0.2 * len(queries) * len(split.texts)
+
+
+def test_t2i_tensors_reject_float_images_and_ungrouped_captions():
+    from alignbench.data.t2i_dataset import T2ITensors
+
+    tokens, mask = torch.ones(4, 3, dtype=torch.long), torch.ones(4, 3, dtype=torch.bool)
+    images = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
+    texts = ["a", "b", "c", "d"]
+    with pytest.raises(ValueError, match="uint8.*torch.float32"):
+        T2ITensors(tokens, mask, torch.tensor([0, 0, 1, 1]), images.float(), texts)
+    with pytest.raises(ValueError, match="caption 1 is of image 1 where image 0"):
+        T2ITensors(tokens, mask, torch.tensor([0, 1, 0, 1]), images, texts)
+    with pytest.raises(ValueError, match="texts"):
+        T2ITensors(tokens, mask, torch.tensor([0, 0, 1, 1]), images, texts[:3])
+
+
+def test_merge_parts_orders_captions_and_drops_duplicates():
+    from alignbench.models.t2i_eval import merge_parts
+
+    def part(ids):
+        ids = torch.tensor(ids)
+        return {"fake": ids.float()[:, None, None, None].expand(-1, 3, 2, 2), "caption_index": ids,
+                "entropy": ids.float()[:, None] / 10, "stages": [8]}
+
+    (merged,) = merge_parts([part([5, 0]), part([3]), part([0, 1])])
+    assert merged["caption_index"].tolist() == [0, 1, 3, 5]
+    assert merged["fake"][:, 0, 0, 0].tolist() == [0, 1, 3, 5] and merged["stages"] == [8]

@@ -41,15 +41,23 @@ class T2ITensors:
     def __post_init__(self) -> None:
         if len(self.captions) == 0 or len(self.images) == 0:
             raise ValueError("text-to-image split is empty")
-        if self.images.dim() != 4 or self.images.shape[1] != 3 or self.images.shape[2] != self.images.shape[3]:
-            raise ValueError(f"images must be uint8 [N, 3, S, S], got {tuple(self.images.shape)}")
+        if (self.images.dtype != torch.uint8 or self.images.dim() != 4 or self.images.shape[1] != 3
+                or self.images.shape[2] != self.images.shape[3]):
+            raise ValueError(f"images must be uint8 [N, 3, S, S], got {self.images.dtype} {tuple(self.images.shape)}")
+        sizes = {"captions": len(self.captions), "caption_mask": len(self.caption_mask),
+                 "caption_image": len(self.caption_image), "texts": len(self.texts)}
+        if len(set(sizes.values())) != 1:
+            raise ValueError(f"one entry per caption needed, got {sizes}")
         n = len(self.images)
         counts = torch.bincount(self.caption_image, minlength=n)
         if int(counts.min()) == 0:
             raise ValueError(f"image {int(counts.argmin())} has no caption")
         self.first_caption = torch.cumsum(counts, 0) - counts  # captions are grouped by image
-        if not torch.equal(self.caption_image, torch.arange(n).repeat_interleave(counts)):
-            raise ValueError("captions must be grouped by image, in image order")
+        expected = torch.arange(n).repeat_interleave(counts)
+        if not torch.equal(self.caption_image, expected):
+            j = int((self.caption_image != expected).nonzero()[0])
+            raise ValueError(f"captions must be grouped by image, in image order; caption {j} is of image "
+                             f"{int(self.caption_image[j])} where image {int(expected[j])} was expected")
 
     def __len__(self) -> int:
         """Number of captions."""

@@ -161,15 +161,17 @@ def load_evaluators(datamodule: T2IDataModule, epochs: int = 6, seed: int = 0) -
     digest = hashlib.sha256()
     for tensor in (train.captions, train.images[:: max(1, len(train.images) // 64)]):
         digest.update(tensor.numpy().tobytes())
-    digest.update(Path(__file__).read_bytes())
+    for code in (Path(__file__), Path(__file__).parents[1] / "models" / "encoders.py"):
+        digest.update(code.read_bytes())
     key = {"data": digest.hexdigest(), "n": len(train.captions), "vocab": len(datamodule.vocab),
            "epochs": epochs, "seed": seed}
 
     def build() -> dict[str, dict]:
         log.info("training the text-to-image evaluators (once per data set; cached)")
-        states = {"matcher": train_matcher(train, len(datamodule.vocab), epochs, seed).state_dict()}
-        if train.objects is not None:
-            states["detector"] = train_detector(train, epochs, seed).state_dict()
+        with torch.random.fork_rng():  # the run's own random stream is left as it was
+            states = {"matcher": train_matcher(train, len(datamodule.vocab), epochs, seed).state_dict()}
+            if train.objects is not None:
+                states["detector"] = train_detector(train, epochs, seed).state_dict()
         return states
 
     states = cached(f"t2i-evaluators-{datamodule.name}", key, build)

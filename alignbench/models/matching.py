@@ -117,7 +117,7 @@ def chunked_similarity(matcher: CrossAttentionMatcher, words: torch.Tensor, word
     every sequence once per block (see :func:`~alignbench.scores.cross_logits`).
     """
     ni, nc = regions.shape[0], words.shape[0]
-    sims = torch.empty(ni, nc, dtype=torch.float32)
+    sims = torch.empty(ni, nc, dtype=torch.float32, device=regions.device)
     order = torch.argsort(word_mask.sum(1), stable=True)
     for j in range(0, nc, caption_chunk):
         idx = order[j:j + caption_chunk]

@@ -22,7 +22,10 @@ from torch.nn import functional as F
 from ..evaluation.t2i import load_evaluators
 from .encoders import TextEncoder
 from .generation import Discriminator, Generator, masked_mean
-from .t2i_eval import judge, save_sample_grid, stage_entropy
+from .t2i_eval import judge, merge_parts, save_sample_grid, stage_entropy
+
+
+EVAL_NOISE_SEED = 20_181_010
 
 
 def matching_loss(logits: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
@@ -52,6 +55,7 @@ class T2IModule(pl.LightningModule):
                                    image_size, noise_dim, g_channels, tuple(attention_at))
         self.evaluators: dict = {}  # a plain dict: the evaluators are not part of this model
         self._eval: dict[str, list] = {}
+        self._noise: dict[str, torch.Tensor] = {}
 
     @property
     def score_parameters(self) -> int:
@@ -67,11 +71,11 @@ class T2IModule(pl.LightningModule):
         image, maps = self.generator(sentence, words, mask, noise)
         return image, maps, words, sentence
 
-    def _step(self, optimizer, loss: torch.Tensor, params) -> None:
+    def _step(self, optimizer, loss: torch.Tensor) -> None:
         optimizer.zero_grad()
         self.manual_backward(loss)
         if self.hparams.clip:
-            torch.nn.utils.clip_grad_norm_(params, self.hparams.clip)
+            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.clip, gradient_clip_algorithm="norm")
         optimizer.step()
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
@@ -90,31 +94,39 @@ class T2IModule(pl.LightningModule):
         d_adv = (F.relu(1 - u_r).mean() + F.relu(1 - c_r).mean() + F.relu(1 + u_f).mean() + F.relu(1 + c_f).mean()
                  + (F.relu(1 + c_w).mean() if len(c_w) else 0.0))
         d_match = matching_loss(d.match_logits(regions, wd, mask, hp.gamma), rows)
-        self._step(opt_d, d_adv + hp.match_weight * d_match, d.parameters())
+        self._step(opt_d, d_adv + hp.match_weight * d_match)
         # generator (and text encoder): fool both heads, match words, optionally redraw the render
-        u_g, c_g, regions_g = d(fake, sentence)
+        u_g, c_g, regions_g = d(fake, sd)  # the text encoder learns through the generator, not by fooling D
         g_match = matching_loss(d.match_logits(regions_g, words, mask, hp.gamma), rows)
         pixel = F.l1_loss(fake, real)
         g_loss = -(u_g.mean() + c_g.mean()) + hp.match_weight * g_match
         if hp.rendered:  # the caption's own image is a render of the scene it describes
             g_loss = g_loss + hp.pixel_weight * pixel
-        self._step(opt_g, g_loss, list(self.generator.parameters()) + list(self.text.parameters()))
+        self._step(opt_g, g_loss)
         if not torch.isfinite(g_loss + d_adv):
             raise FloatingPointError(f"non-finite GAN loss at step {self.global_step}")
         for name, value in (("d_loss", d_adv), ("g_loss", g_loss), ("match", g_match), ("pixel_l1", pixel)):
             self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=len(caption))
 
     def _collect(self, batch: dict, batch_idx: int, stage: str) -> None:
-        g = torch.Generator().manual_seed(10_000 * (stage == "test") + batch_idx)  # same noise for every score
-        noise = torch.randn(len(batch["caption"]), self.hparams.noise_dim, generator=g).to(self.device)
+        noise = self._eval_noise(stage)[batch["caption_index"].cpu()].to(self.device)
         fake, maps, _, _ = self.generate(batch["caption"], batch["caption_mask"], noise)
         self._eval.setdefault(stage, []).append({
             "fake": fake, "caption_index": batch["caption_index"],
             "stages": sorted(int(k) for k in self.generator.stages),
             "entropy": stage_entropy(maps, batch["caption_mask"])})
 
+    def _eval_noise(self, stage: str) -> torch.Tensor:
+        """Noise ``[C, Z]`` per caption of ``stage``: one fixed table, the same for every score,
+        batch size and number of processes."""
+        if stage not in self._noise:
+            n = len(self.trainer.datamodule.splits[stage].captions)
+            g = torch.Generator().manual_seed(EVAL_NOISE_SEED + (stage == "test"))
+            self._noise[stage] = torch.randn(n, self.hparams.noise_dim, generator=g)
+        return self._noise[stage]
+
     def _evaluate(self, stage: str) -> None:
-        parts = self._eval.pop(stage, [])
+        parts = merge_parts(self._eval.pop(stage, []))
         split = self.trainer.datamodule.splits[stage]
         values = judge(parts, split, self.evaluators, real_ceiling=stage == "test", with_fid=stage == "test")
         self.log_dict({f"{stage}/{k}": torch.as_tensor(v, dtype=torch.float32) for k, v in values.items()})
