@@ -99,10 +99,13 @@ def cross_logits(score: nn.Module, query: torch.Tensor, key: torch.Tensor) -> to
         score._check_inputs(query[:1], key[:1])
         try:
             pq, pk = score.prepare_query(query), score.prepare_key(key)
-            pq = pq.unsqueeze(0).expand(nk, *pq.shape).reshape(nk * nq, *pq.shape[1:])
-            pk = pk.unsqueeze(1).expand(nk, nq, *pk.shape[1:]).reshape(nk * nq, *pk.shape[1:])
-            logits = score.combine(pq, pk)
-            return logits.view(nk, nq, *logits.shape[1:])
+            # every logit depends on one (query_i, key_j) pair only, so all sequences can be
+            # paired at once as one long query and one long key sequence: one large product
+            # instead of Nq·Nk small ones, and no Nk-fold copy of the queries
+            lq, lk = pq.shape[1], pk.shape[1]
+            logits = score.combine(pq.reshape(1, nq * lq, *pq.shape[2:]), pk.reshape(1, nk * lk, *pk.shape[2:]))
+            h = logits.shape[1]
+            return logits.view(h, nq, lq, nk, lk).permute(3, 1, 0, 2, 4).contiguous()
         except NotImplementedError:
             pass
     q = query.unsqueeze(0).expand(nk, *query.shape).reshape(nk * nq, *query.shape[1:])
