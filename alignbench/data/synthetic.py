@@ -120,11 +120,9 @@ class SyntheticRetrievalDataModule(RetrievalDataModule):
                  captions_per_image: int = 5, scene: dict | None = None, caption: dict | None = None,
                  data_seed: int = 1234, limit: int | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.scene_config = SceneConfig(**(scene or {}))
-        self.caption_config = CaptionConfig(**(caption or {}))
-        self.counts = scene_counts(train_scenes, val_scenes, test_scenes)
-        self.captions_per_image, self.data_seed, self.limit = captions_per_image, data_seed, limit
-        self.image_size = self.scene_config.image_size
+        configure_caption_view(self, SceneConfig(**(scene or {})), CaptionConfig(**(caption or {})),
+                               scene_counts(train_scenes, val_scenes, test_scenes), captions_per_image, data_seed,
+                               limit)
 
     def _make_split(self, split: str) -> dict:
         scenes, images, seed = render_split(split, self.counts, self.limit, self.data_seed, self.scene_config)
@@ -136,6 +134,14 @@ class SyntheticRetrievalDataModule(RetrievalDataModule):
         return {split: RetrievalSplit(tokens, mask, caption_image, images=raw[split]["images"],
                                       extras={"mentioned": [e["mentioned"] for e in raw[split]["examples"]]})
                 for split, (_, tokens, mask, caption_image) in encoded.items()}
+
+
+def configure_caption_view(module, scene_config: SceneConfig, caption_config: CaptionConfig,
+                           counts: dict[str, int], captions_per_image: int, data_seed: int, limit: int | None) -> None:
+    """Set the settings a caption view's build reads (see :func:`caption_view`)."""
+    module.scene_config, module.caption_config, module.counts = scene_config, caption_config, counts
+    module.captions_per_image, module.data_seed, module.limit = captions_per_image, data_seed, limit
+    module.image_size = scene_config.image_size
 
 
 def caption_view(module, name: str) -> tuple[dict, Vocab, dict]:

@@ -13,7 +13,7 @@ import torch
 
 from .scene_captions import CaptionConfig, build_caption_examples, parse_caption
 from .scenes import COLOUR_NAMES, SHAPES, SceneConfig
-from .synthetic import caption_view, render_split, scene_counts
+from .synthetic import caption_view, configure_caption_view, render_split, scene_counts
 from .t2i_dataset import T2IDataModule, T2ITensors
 
 # every object described, with its location when it lies in an edge band; no counts or relations
@@ -46,11 +46,10 @@ class SyntheticT2IDataModule(T2IDataModule):
                  captions_per_image: int = 5, scene: dict | None = None, caption: dict | None = None,
                  data_seed: int = 1234, limit: int | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.scene_config = SceneConfig(**{"image_size": 32, "min_objects": 1, "max_objects": 3, **(scene or {})})
-        self.caption_config = CaptionConfig(**{**T2I_CAPTIONS, **(caption or {})})
-        self.counts = scene_counts(train_scenes, val_scenes, test_scenes)
-        self.captions_per_image, self.data_seed, self.limit = captions_per_image, data_seed, limit
-        self.image_size = self.scene_config.image_size
+        configure_caption_view(
+            self, SceneConfig(**{"image_size": 32, "min_objects": 1, "max_objects": 3, **(scene or {})}),
+            CaptionConfig(**{**T2I_CAPTIONS, **(caption or {})}), scene_counts(train_scenes, val_scenes, test_scenes),
+            captions_per_image, data_seed, limit)
 
     def _make_split(self, split: str) -> dict:
         scenes, images, seed = render_split(split, self.counts, self.limit, self.data_seed, self.scene_config)

@@ -56,6 +56,7 @@ class T2IModule(pl.LightningModule):
         self.evaluators: dict = {}  # a plain dict: the evaluators are not part of this model
         self._eval: dict[str, list] = {}
         self._noise: dict[str, torch.Tensor] = {}
+        self._judge_cache: dict[str, dict] = {}
 
     @property
     def score_parameters(self) -> int:
@@ -128,7 +129,8 @@ class T2IModule(pl.LightningModule):
     def _evaluate(self, stage: str) -> None:
         parts = merge_parts(self._eval.pop(stage, []))
         split = self.trainer.datamodule.splits[stage]
-        values = judge(parts, split, self.evaluators, real_ceiling=stage == "test", with_fid=stage == "test")
+        values = judge(parts, split, self.evaluators, real_ceiling=stage == "test", with_fid=stage == "test",
+                       cache=self._judge_cache.setdefault(stage, {}))
         self.log_dict({f"{stage}/{k}": torch.as_tensor(v, dtype=torch.float32) for k, v in values.items()})
         if stage == "test" and self.trainer.is_global_zero:
             save_sample_grid(parts, split, Path(self.trainer.default_root_dir) / "samples.png",

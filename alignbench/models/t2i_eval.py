@@ -93,20 +93,25 @@ def _read(images: torch.Tensor, split: T2ITensors, caption_index: torch.Tensor, 
 
 @torch.no_grad()
 def judge(parts: list[dict], split: T2ITensors, evaluators: dict, real_ceiling: bool = False,
-          with_fid: bool = False) -> dict[str, float]:
+          with_fid: bool = False, cache: dict | None = None) -> dict[str, float]:
     """Metrics of the generated images in ``parts`` (dicts with ``fake``, ``entropy``,
     ``caption_index``): ``r_precision``, ``attribute_acc``/``object_acc`` (synthetic),
     ``pixel_l1`` (synthetic), ``attn_entropy`` (percent, and per stage), and with
     ``real_ceiling`` the same evaluators' reading of the real images (``real_*``);
     with ``with_fid`` ``fid_feat`` (Fréchet distance on the matching evaluator's image
-    features, not comparable with Inception FID)."""
+    features, not comparable with Inception FID). ``cache`` (one dict per split) keeps the
+    caption features and the excluded distractors between calls."""
     fake = torch.cat([p["fake"] for p in parts]).float().cpu()
     caption_index = torch.cat([p["caption_index"] for p in parts]).cpu()
     real = split.images[split.caption_image[caption_index]].float() / 255
     matcher = evaluators["matcher"]
-    caption_feats = torch.cat([matcher.embed_caption(t, m) for t, m in
-                               zip(split.captions.split(1000), split.caption_mask.split(1000))])
-    excluded = excluded_distractors(split, caption_index)
+    cache = {} if cache is None else cache  # per split: the evaluators and captions do not change
+    if "caption_feats" not in cache:
+        cache["caption_feats"] = torch.cat([matcher.embed_caption(t, m) for t, m in
+                                            zip(split.captions.split(1000), split.caption_mask.split(1000))])
+    if not torch.equal(cache.get("caption_index", torch.empty(0)), caption_index):
+        cache["caption_index"], cache["excluded"] = caption_index, excluded_distractors(split, caption_index)
+    caption_feats, excluded = cache["caption_feats"], cache["excluded"]
     values = _read(fake, split, caption_index, evaluators, caption_feats, excluded)
     entropy = torch.cat([p["entropy"] for p in parts]).cpu() * 100  # [N, stages]
     values["attn_entropy"] = float(entropy.mean())
