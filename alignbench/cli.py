@@ -1,7 +1,10 @@
 """The ``alignbench`` command line.
 
 ``alignbench train [OVERRIDES…]`` runs the Hydra app (``-m`` for sweeps);
-``alignbench list scores|tasks|data|trainers|presets`` shows what a config group offers.
+``alignbench list scores|tasks|data|trainers|presets`` shows what a config group offers;
+``alignbench report DIR [DIR …] --out OUT`` writes the comparison report of the runs under
+the folders; ``alignbench compare [OVERRIDES…]`` runs the default comparison experiment
+and writes its report.
 """
 
 from __future__ import annotations
@@ -110,6 +113,47 @@ def cmd_list(what: str, search_path: list[str]) -> int:
     return 0
 
 
+def cmd_report(dirs: list[str], out: str) -> int:
+    from .results import write_report
+
+    missing = [d for d in dirs if not Path(d).exists()]
+    if missing:
+        raise UsageError(f"no such results folder: {', '.join(missing)}")
+    path = write_report(dirs, out)
+    print(path)
+    return 0
+
+
+def cmd_compare(overrides: list[str]) -> int:
+    from hydra.errors import HydraException
+
+    from .compare import EXPERIMENTS_DIR, compose_experiment, plan, run_comparison
+
+    presets = sorted(p.stem for p in (EXPERIMENTS_DIR / "preset").glob("*.yaml"))
+    known = {"tasks", "scores", "seeds", "first_seed", "out", "jobs", "train", "preset"}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or key.lstrip("+~") not in known and not key.startswith("preset."):
+            raise UsageError(f"compare: cannot use {item!r}; give KEY=VALUE with KEY one of: {', '.join(sorted(known))}")
+        if key == "preset" and value not in presets:
+            raise UsageError(f"unknown preset {value!r}; valid choices: {', '.join(presets)}")
+    try:
+        cfg = compose_experiment(overrides)
+        plan(cfg)
+    except HydraException as err:
+        raise UsageError(f"compare: {str(err).splitlines()[0]}") from None
+    except ValueError as err:
+        raise UsageError(f"compare: {err}") from None
+    report, failed = run_comparison(cfg)
+    print(f"report: {report}")
+    print(f"        {report.with_suffix('.html')}")
+    if failed:
+        print(f"alignbench: {len(failed)} run(s) did not complete: {', '.join(j.label for j in failed)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alignbench",
@@ -127,6 +171,18 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list score functions, tasks, data sets, trainers or presets")
     lst.add_argument("what", choices=sorted(LIST_GROUPS), help="which config group to list")
     lst.add_argument("--searchpath", action="append", default=[], help="extra config dir (like hydra.searchpath)")
+    cmp = sub.add_parser(
+        "compare", help="run the default comparison (every score, every task) and write its report",
+        description="Run experiments/compare.yaml: every score function on every task on the built-in data, "
+        "then write the report. Overrides: preset=default|smoke, seeds=N, scores=[...], tasks=[...], "
+        "out=DIR, jobs=N, train=[OVERRIDE,...]. Completed runs with the same config are skipped (resume).",
+    )
+    cmp.add_argument("overrides", nargs="*", help="e.g. seeds=3 preset=smoke")
+    rep = sub.add_parser("report", help="write the comparison report of the runs under DIR(s)",
+                         description="Read every run.json under the folders and write report.md, report.html, "
+                         "runs.csv, summary.csv and figures/ into OUT.")
+    rep.add_argument("dirs", nargs="+", metavar="DIR", help="folders holding run records (searched recursively)")
+    rep.add_argument("--out", required=True, help="folder for the report files")
     return parser
 
 
@@ -139,9 +195,13 @@ def main(argv: list[str] | None = None) -> int:
         if argv[:1] == ["train"] and not {"-h", "--help"} & set(argv[1:]):
             # everything after `train` belongs to Hydra (including -m / --cfg job)
             return cmd_train(argv[1:])
+        if argv[:1] == ["compare"] and not {"-h", "--help"} & set(argv[1:]):
+            return cmd_compare(argv[1:])
         args = parser.parse_args(argv)
         if args.command == "list":
             return cmd_list(args.what, args.searchpath)
+        if args.command == "report":
+            return cmd_report(args.dirs, args.out)
         parser.print_help()
         return EXIT_USAGE
     except UsageError as err:

@@ -14,6 +14,7 @@ from torchmetrics import MeanMetric
 from ..metrics.entropy import map_entropy
 from ..metrics.vqa import VQAAccuracy
 from .encoders import ConvGridEncoder, RegionEncoder, TextEncoder
+from .examples import region_mass, save_attention_examples
 from .fusion import GlimpseFusion
 
 
@@ -45,6 +46,7 @@ class VQAModule(pl.LightningModule):
         dropout: float = 0.1,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        attention_examples: int = 8,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -110,14 +112,31 @@ class VQAModule(pl.LightningModule):
         self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=logits.shape[0])
         return loss
 
-    def _eval_step(self, batch: dict, stage: str) -> None:
+    def _eval_step(self, batch: dict, stage: str, batch_idx: int = -1) -> None:
         logits, weights, v_mask = self(batch)
         predictions = [self.answers[i] for i in logits.argmax(1).tolist()]
+        if stage == "test" and batch_idx == 0 and weights is not None and "image" in batch:
+            self._save_examples(batch, weights, predictions)
         self.metrics[stage].update(predictions, batch["answers"], batch["answer_type"])
         if weights is not None:
             ent = map_entropy(weights, self.fusion.normalization, v_mask, batch["question_mask"])  # [B, G]
             for g, metric in enumerate(self.entropy[stage]):
                 metric.update(ent[:, g])
+
+    def _save_examples(self, batch: dict, weights: torch.Tensor, predictions: list[str]) -> None:
+        """The first test questions' attention over the image grid (see :mod:`.examples`)."""
+        k = min(self.hparams.attention_examples, len(predictions))
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if k < 1 or self.global_rank != 0 or not hasattr(datamodule, "vocab"):
+            return
+        itos = datamodule.vocab.itos
+        texts = []
+        for i in range(k):
+            tokens = batch["question"][i][batch["question_mask"][i]].tolist()
+            texts.append(" ".join(itos[t] for t in tokens) + f" ({batch['answers'][i][0]})")
+        mass = region_mass(weights[:k], self.fusion.normalization, batch["question_mask"][:k])
+        save_attention_examples(self.trainer.default_root_dir, batch["image"][batch["image_row"][:k]], texts, mass,
+                                predictions[:k])
 
     def _eval_epoch_end(self, stage: str) -> None:
         values = {f"{stage}/{k}": v for k, v in self.metrics[stage].compute().items()}
@@ -137,7 +156,7 @@ class VQAModule(pl.LightningModule):
         self._eval_epoch_end("val")
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+        self._eval_step(batch, "test", batch_idx)
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")

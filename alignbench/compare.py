@@ -1,0 +1,166 @@
+"""``alignbench compare``: the default comparison experiment, then its report.
+
+The experiment is a Hydra config in ``experiments/`` (``compare.yaml`` and its
+``preset/`` group): which tasks, which scores, how many seeds, and per task the training
+overrides that size the runs. Every (task, score, seed) job is an ordinary
+``alignbench train`` run in its own fixed folder ``<out>/runs/<task>/<score>/seed<n>``;
+a job whose ``run.json`` is ``completed`` with the same ``config_hash`` is skipped, so an
+interrupted comparison resumes where it stopped. A failed job leaves its ``failed``
+record and the others go on. Jobs run ``jobs`` at a time as separate processes (one
+thread each when ``jobs > 1``); the first job of each task runs alone, so that data
+caches and the text-to-image evaluators are built once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from .config import CONF_DIR, group_options
+from .record import RECORD_NAME, config_hash, read_record
+
+import alignbench.experiments as _experiments  # noqa: E402 - experiments/ ships as alignbench.experiments
+
+EXPERIMENTS_DIR = Path(_experiments.__file__).resolve().parent
+
+
+@dataclass
+class Job:
+    task: str
+    score: str
+    seed: int
+    overrides: list[str]
+    run_dir: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.task} {self.score} seed{self.seed}"
+
+
+def compose_experiment(overrides: list[str]) -> DictConfig:
+    """The comparison config (``experiments/compare.yaml`` + ``overrides``)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(EXPERIMENTS_DIR), version_base="1.3"):
+        return compose("compare", overrides=overrides)
+
+
+def compose_run(overrides: list[str]) -> dict:
+    """The resolved training config of one job, as ``alignbench train`` would compose it."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def plan(cfg: DictConfig) -> list[Job]:
+    """Every job of the experiment, task by task, in score and seed order."""
+    valid_tasks = group_options("task")
+    valid_scores = group_options("score")
+    tasks = list(cfg.tasks)
+    scores = valid_scores if list(cfg.scores) == ["all"] else list(cfg.scores)
+    for task in tasks:
+        if task not in valid_tasks:
+            raise ValueError(f"unknown task {task!r}; valid choices: {', '.join(valid_tasks)}")
+        if task not in cfg.preset.runs:
+            raise ValueError(f"preset {cfg.preset.name!r} has no settings for task {task!r}")
+    for score in scores:
+        if score not in valid_scores:
+            raise ValueError(f"unknown score {score!r}; valid choices: {', '.join(valid_scores)}")
+    if int(cfg.seeds) < 1:
+        raise ValueError(f"seeds must be >= 1, got {cfg.seeds!r}")
+    out = Path(cfg.out)
+    jobs = []
+    for task in tasks:
+        for score in scores:
+            for seed in range(int(cfg.first_seed), int(cfg.first_seed) + int(cfg.seeds)):
+                overrides = [f"task={task}", f"score={score}", f"seed={seed}", *cfg.preset.runs[task], *cfg.train]
+                jobs.append(Job(task, score, seed, overrides, out / "runs" / task / score / f"seed{seed}"))
+    return jobs
+
+
+def is_done(job: Job, expected_hash: str) -> bool:
+    """Whether ``job`` already has a completed record of the same config."""
+    try:
+        record = read_record(job.run_dir)
+    except (OSError, ValueError):
+        return False
+    return record.get("status") == "completed" and record.get("config_hash") == expected_hash
+
+
+def run_job(job: Job, threads: int | None) -> tuple[str, float]:
+    """Run one job as an ``alignbench train`` process; returns its status and seconds."""
+    if job.run_dir.exists():  # an unfinished or outdated run: start it afresh
+        shutil.rmtree(job.run_dir)
+    job.run_dir.mkdir(parents=True)
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    args = [sys.executable, "-m", "alignbench", "train", *job.overrides, "trainer.enable_progress_bar=false",
+            f"hydra.run.dir={job.run_dir}"]
+    t0 = time.perf_counter()
+    with open(job.run_dir / "stdout.log", "w", encoding="utf-8") as log:
+        subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
+    try:
+        status = read_record(job.run_dir).get("status", "unknown")
+    except (OSError, ValueError):
+        status = "failed (no record; see stdout.log)"
+    return status, time.perf_counter() - t0
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def run_comparison(cfg: DictConfig, echo=print) -> tuple[Path, list[Job]]:
+    """Run (or resume) every job of ``cfg``, then write the report; returns its path and
+    the jobs that did not complete."""
+    from .results import write_report
+
+    jobs = plan(cfg)
+    width = int(cfg.jobs)
+    threads = 1 if width > 1 else None
+    todo = []
+    for job in jobs:
+        if is_done(job, config_hash(compose_run(job.overrides))):
+            echo(f"[skip] {job.label}: completed with the same config")
+        else:
+            todo.append(job)
+    echo(f"alignbench compare: {len(jobs)} runs ({len(jobs) - len(todo)} already complete), {width} at a time; "
+         f"results in {cfg.out}")
+    start, finished, times, failed = time.perf_counter(), 0, [], []
+
+    def done(job: Job, result: tuple[str, float]) -> None:
+        nonlocal finished
+        status, seconds = result
+        finished += 1
+        times.append(seconds)
+        if status != "completed":
+            failed.append(job)
+        elapsed = time.perf_counter() - start
+        remaining = (len(todo) - finished) * (sum(times) / len(times)) / width
+        echo(f"[{finished}/{len(todo)}] {job.label}: {status} in {_clock(seconds)} "
+             f"(elapsed {_clock(elapsed)}, about {_clock(remaining)} left)")
+
+    by_task: dict[str, list[Job]] = {}
+    for job in todo:
+        by_task.setdefault(job.task, []).append(job)
+    with ThreadPoolExecutor(max_workers=width) as pool:
+        for task_jobs in by_task.values():
+            first, rest = task_jobs[0], task_jobs[1:]
+            done(first, run_job(first, threads))  # alone: builds the data caches / evaluators once
+            futures = {pool.submit(run_job, job, threads): job for job in rest}
+            for future in as_completed(futures):
+                done(futures[future], future.result())
+    report = write_report([Path(cfg.out) / "runs"], Path(cfg.out) / "report")
+    return report, failed

@@ -1,0 +1,151 @@
+"""Report figures (matplotlib, PNG) drawn from collected runs only.
+
+Each function writes one PNG and returns its path, or None when the runs hold nothing to
+draw. Drawing is deterministic: same runs, same order, same picture.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import textwrap
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from ..record import ATTENTION_FILE  # noqa: E402
+from .collect import RunSet  # noqa: E402
+from .tables import primary_metric, task_metrics  # noqa: E402
+
+PNG_META = {"Software": None}  # no library version in the file: same runs, same bytes
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90, bbox_inches="tight", metadata=PNG_META)
+    plt.close(fig)
+    return path
+
+
+def metric_bars(task: str, data: str, runs: pd.DataFrame, summary: pd.DataFrame, path: Path) -> Path | None:
+    """One panel per metric of the task: a bar per score (mean) with the std over seeds."""
+    group_runs = runs[(runs["task"] == task) & (runs["data"] == data)]
+    specs = [s for s in task_metrics(task, group_runs) if not s[0].startswith("test/vqa_acc/")]
+    if not specs:
+        return None
+    group = summary[(summary["task"] == task) & (summary["data"] == data)]
+    scores = sorted(group_runs["score"].unique())
+    cols = min(4, len(specs))
+    rows = math.ceil(len(specs) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False)
+    for ax, (metric, label, _) in zip(axes.flat, specs):
+        stats = group[group["metric"] == metric].set_index("score").reindex(scores)
+        ax.bar(range(len(scores)), stats["mean"], yerr=stats["std"].fillna(0), capsize=3, color="#4c72b0")
+        ax.set_xticks(range(len(scores)), scores, rotation=60, ha="right", fontsize=7)
+        ax.set_title(label, fontsize=9)
+        ax.tick_params(axis="y", labelsize=7)
+    for ax in list(axes.flat)[len(specs):]:
+        ax.axis("off")
+    fig.suptitle(f"{task} on {data}: mean ± std over seeds", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def validation_curves(task: str, data: str, runs: RunSet, path: Path) -> Path | None:
+    """The validation value of the task's primary metric per epoch, one line per score
+    (mean over seeds)."""
+    group = runs.runs[(runs.runs["task"] == task) & (runs.runs["data"] == data)]
+    metric = primary_metric(task, group)
+    if metric is None:
+        return None
+    key = metric.replace("test/", "val/", 1)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    drawn = False
+    for score in sorted(group["score"].unique()):
+        curves = []
+        for run_dir in group[group["score"] == score]["run_dir"]:
+            history = runs.records[run_dir].get("history") or []
+            curves.append({int(h["epoch"]): float(h[key]) for h in history if key in h and "epoch" in h})
+        frame = pd.DataFrame(curves).mean(axis=0).sort_index() if curves else pd.Series(dtype=float)
+        if len(frame):
+            ax.plot(frame.index + 1, frame.values, marker="o", markersize=3, label=score)
+            drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(key)
+    ax.set_title(f"{task} on {data}: validation {key[4:]} per epoch", fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def entropy_per_map(task: str, data: str, runs: pd.DataFrame, summary: pd.DataFrame, path: Path) -> Path | None:
+    """Attention entropy of each glimpse (VQA) or attention stage (text-to-image) per score."""
+    pattern = re.compile(r"^test/attn_entropy_(g\d+|\d+px)$")
+    group = summary[(summary["task"] == task) & (summary["data"] == data) & summary["metric"].str.match(pattern)]
+    if group.empty:
+        return None
+    maps = sorted(group["metric"].unique(), key=lambda m: (len(m), m))
+    scores = sorted(group["score"].unique())
+    width = 0.8 / len(maps)
+    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(scores)), 3.4))
+    for i, metric in enumerate(maps):
+        stats = group[group["metric"] == metric].set_index("score").reindex(scores)
+        ax.bar(np.arange(len(scores)) + (i - (len(maps) - 1) / 2) * width, stats["mean"], width,
+               yerr=stats["std"].fillna(0), capsize=2, label=metric[len("test/attn_entropy_"):])
+    ax.set_xticks(range(len(scores)), scores, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("normalised entropy (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title(f"{task} on {data}: attention entropy per map", fontsize=10)
+    ax.legend(fontsize=7, title="map", title_fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def attention_heatmaps(task: str, data: str, runs: RunSet, path: Path, examples: int = 4) -> Path | None:
+    """The same test examples' attention over the image for every score, side by side
+    (lowest seed of each score; from the ``attention_examples.npz`` a run saves)."""
+    group = runs.runs[(runs.runs["task"] == task) & (runs.runs["data"] == data)]
+    loaded = {}
+    for score in sorted(group["score"].unique()):
+        run_dir = group[group["score"] == score].sort_values("seed")["run_dir"].iloc[0]
+        file = Path(run_dir) / ATTENTION_FILE
+        if file.is_file():
+            try:
+                with np.load(file, allow_pickle=False) as npz:
+                    loaded[score] = {k: npz[k] for k in npz.files}
+            except (OSError, ValueError):
+                continue
+    if not loaded:
+        return None
+    first = next(iter(loaded.values()))
+    n = min(examples, len(first["image"]), *(len(v["image"]) for v in loaded.values()))
+    scores = list(loaded)
+    fig, axes = plt.subplots(n, len(scores) + 1, figsize=(1.7 * (len(scores) + 1), 1.9 * n), squeeze=False)
+    for i in range(n):
+        image = first["image"][i].transpose(1, 2, 0)
+        axes[i, 0].imshow(image)
+        axes[i, 0].set_xlabel(textwrap.fill(str(first["text"][i]), 28), fontsize=6)
+        top = max(max(float(loaded[s]["attention"][i].max()) for s in scores), 1e-8)  # one scale per example
+        for j, score in enumerate(scores, start=1):
+            heat = loaded[score]["attention"][i]
+            axes[i, j].imshow(image)
+            axes[i, j].imshow(heat, cmap="inferno", alpha=0.7, extent=(0, image.shape[1], image.shape[0], 0),
+                              interpolation="nearest", vmin=0, vmax=top)
+            if i == 0:
+                axes[i, j].set_title(score, fontsize=7)
+            if "prediction" in loaded[score]:
+                axes[i, j].set_xlabel(f"answer: {loaded[score]['prediction'][i]}", fontsize=6)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{task} on {data}: attention mass per region (all maps; one colour scale per row)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,162 @@
+"""The comparison report: ``report.md``, a self-contained ``report.html``, ``runs.csv``
+and ``summary.csv`` (plus ``figures/*.png``) from run records alone.
+
+Everything is first built in a staging folder inside ``out``; only when all of it exists
+are the files moved into place one by one with ``os.replace``, so a failure leaves an
+earlier report untouched and never a half-written file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from .collect import RunSet, collect_runs
+from .figures import attention_heatmaps, entropy_per_map, metric_bars, validation_curves
+from .tables import Table, aggregate, ranking_table, task_table
+
+TASK_TITLES = {"vqa": "Visual question answering", "retrieval": "Image-text retrieval", "t2i": "Text-to-image"}
+REAL_CEILING = ("test/real_r_precision", "test/real_attribute_acc", "test/real_object_acc")
+
+
+def _md_table(table: Table) -> list[str]:
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "|".join("---" for _ in table.columns) + "|"]
+    for i, row in enumerate(table.rows):
+        cells = [f"**{c}**" if (i, j) in table.best else c for j, c in enumerate(row)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _html_table(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    body = []
+    for i, row in enumerate(table.rows):
+        cells = "".join(f"<td class='best'>{html.escape(c)}</td>" if (i, j) in table.best else f"<td>{html.escape(c)}</td>"
+                        for j, c in enumerate(row))
+        body.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _slug(*parts: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", "_".join(parts))
+
+
+class _Doc:
+    """Markdown and HTML built side by side from the same blocks."""
+
+    def __init__(self) -> None:
+        self.md: list[str] = []
+        self.html: list[str] = []
+
+    def heading(self, level: int, text: str) -> None:
+        self.md += ["#" * level + " " + text, ""]
+        self.html.append(f"<h{level}>{html.escape(text)}</h{level}>")
+
+    def para(self, text: str) -> None:
+        self.md += [text, ""]
+        self.html.append(f"<p>{html.escape(text)}</p>")
+
+    def table(self, table: Table) -> None:
+        self.md += _md_table(table) + [""]
+        self.html.append(_html_table(table))
+        if table.note:
+            self.md += [f"_{table.note}_", ""]
+            self.html.append(f"<p class='note'>{html.escape(table.note)}</p>")
+
+    def figure(self, path: Path, rel: str, caption: str) -> None:
+        self.md += [f"![{caption}]({rel})", ""]
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        self.html.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(caption)}'>"
+                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+    def bullets(self, items: list[str]) -> None:
+        self.md += [f"- {item}" for item in items] + [""]
+        self.html.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>")
+
+
+STYLE = """body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #bbb;padding:3px 8px;text-align:right}
+th{background:#eee}td:first-child,th:first-child{text-align:left}td.best{font-weight:bold;background:#e4f2e4}
+img{max-width:100%}figure{margin:1em 0}figcaption,.note{font-size:12px;color:#555}"""
+
+
+def _ceiling(runs: pd.DataFrame) -> str:
+    cols = [c for c in REAL_CEILING if c in runs.columns and runs[c].notna().any()]
+    if not cols:
+        return ""
+    parts = [f"{c[len('test/real_'):]} {runs[c].mean():.2f}" for c in cols]
+    return "Ceiling — the same evaluators on the real images of the same captions: " + ", ".join(parts) + "."
+
+
+def build_report(runs: RunSet, sources: list[str], staging: Path) -> list[str]:
+    """Write the report files into ``staging``; return their names relative to it."""
+    figures = staging / "figures"
+    summary = aggregate(runs.runs) if len(runs.runs) else pd.DataFrame(columns=["task", "data", "score", "metric",
+                                                                              "n", "mean", "std"])
+    doc = _Doc()
+    doc.heading(1, "alignbench report")
+    doc.para(f"{len(runs.runs)} completed run(s) from {', '.join(sources)}; {len(runs.skipped)} skipped. "
+             "Only the attention score function differs within a comparison.")
+    if len(runs.runs):
+        doc.heading(2, "Cross-task ranking")
+        doc.table(ranking_table(runs.runs, summary))
+    groups = sorted({(t, d) for t, d in zip(runs.runs.get("task", []), runs.runs.get("data", []))})
+    for task, data in groups:
+        doc.heading(2, f"{TASK_TITLES.get(task, task)}: {data}")
+        doc.table(task_table(task, data, runs.runs, summary))
+        group_runs = runs.runs[(runs.runs["task"] == task) & (runs.runs["data"] == data)]
+        if task == "t2i" and _ceiling(group_runs):
+            doc.para(_ceiling(group_runs))
+        slug = _slug(task, data)
+        drawn = [
+            (metric_bars(task, data, runs.runs, summary, figures / f"{slug}_metrics.png"), "metrics per score"),
+            (validation_curves(task, data, runs, figures / f"{slug}_val_curves.png"), "validation curves"),
+            (entropy_per_map(task, data, runs.runs, summary, figures / f"{slug}_entropy.png"), "attention entropy per map"),
+            (attention_heatmaps(task, data, runs, figures / f"{slug}_attention.png"), "attention maps, same examples"),
+        ]
+        for path, caption in drawn:
+            if path is not None:
+                doc.figure(path, f"figures/{path.name}", f"{task}/{data}: {caption}")
+        if task == "t2i":
+            for score in sorted(group_runs["score"].unique()):
+                run_dir = group_runs[group_runs["score"] == score].sort_values("seed")["run_dir"].iloc[0]
+                grid = Path(run_dir) / "samples.png"
+                if grid.is_file():
+                    target = figures / f"{slug}_samples_{_slug(score)}.png"
+                    shutil.copyfile(grid, target)
+                    doc.figure(target, f"figures/{target.name}", f"{task}/{data}: samples of {score}")
+    doc.heading(2, "Skipped runs")
+    doc.bullets([f"{path}: {reason}" for path, reason in runs.skipped] if runs.skipped else ["none"])
+
+    (staging / "report.md").write_text("\n".join(doc.md).rstrip() + "\n", encoding="utf-8")
+    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>alignbench report</title>"
+            f"<style>{STYLE}</style></head><body>{''.join(doc.html)}</body></html>\n")
+    (staging / "report.html").write_text(page, encoding="utf-8")
+    runs.runs.to_csv(staging / "runs.csv", index=False, float_format="%.6g")
+    summary.to_csv(staging / "summary.csv", index=False, float_format="%.6g")
+    return sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
+
+
+def write_report(dirs: list[str | Path], out: str | Path) -> Path:
+    """Collect the records under ``dirs`` and write the report into ``out``; returns the
+    path of ``report.md``."""
+    runs = collect_runs(dirs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
+    try:
+        names = build_report(runs, [str(d) for d in dirs], staging)
+        for name in names:  # figures first, the pages that show them last
+            target = out / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / name, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out / "report.md"

@@ -1,0 +1,158 @@
+"""Comparison tables from collected runs: mean ± std over seeds, best marked, delta to a baseline.
+
+Every table is a :class:`Table` of already formatted cells (plus which cells are the best
+of their column), so the Markdown and HTML reports show exactly the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+BASELINE = "scaled_dot"
+# per task: (metric, column label, +1 higher is better / -1 lower is better / 0 no direction)
+TASK_METRICS: dict[str, list[tuple[str, str, int]]] = {
+    "vqa": [("test/vqa_acc", "accuracy", 1), ("test/attn_entropy", "attn entropy", 0)],
+    "retrieval": [("test/i2t_r1", "i2t R@1", 1), ("test/i2t_r5", "i2t R@5", 1), ("test/i2t_r10", "i2t R@10", 1),
+                  ("test/t2i_r1", "t2i R@1", 1), ("test/t2i_r5", "t2i R@5", 1), ("test/t2i_r10", "t2i R@10", 1),
+                  ("test/rsum", "rsum", 1), ("test/attn_entropy", "attn entropy", 0)],
+    "t2i": [("test/r_precision", "R-precision", 1), ("test/attribute_acc", "attribute acc", 1),
+            ("test/object_acc", "object acc", 1), ("test/fid_feat", "FID-feat*", -1),
+            ("test/pixel_l1", "pixel L1", -1), ("test/attn_entropy", "attn entropy", 0)],
+}
+PRIMARY = {"vqa": "test/vqa_acc", "retrieval": "test/rsum", "t2i": "test/r_precision"}
+INFO = [("params", "params", 0), ("train_seconds", "train s", 0)]
+
+
+@dataclass
+class Table:
+    """A titled table of formatted cells; ``best[(row, col)]`` marks the best cells."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    best: set[tuple[int, int]] = field(default_factory=set)
+    note: str = ""
+
+
+def task_metrics(task: str, runs: pd.DataFrame) -> list[tuple[str, str, int]]:
+    """The metric columns shown for ``task``: its known metrics present in ``runs``, VQA's
+    per-answer-type accuracies, and for an unknown task every ``test/`` metric."""
+    known = TASK_METRICS.get(task)
+    present = [c for c in runs.columns if c.startswith("test/") and runs[c].notna().any()]
+    if known is None:
+        return [(c, c[len("test/"):], 0) for c in present]
+    specs = [s for s in known if s[0] in present]
+    if task == "vqa":
+        types = [(c, c[len("test/vqa_acc/"):], 1) for c in present if c.startswith("test/vqa_acc/")]
+        specs = specs[:1] + types + specs[1:]
+    return specs
+
+
+def primary_metric(task: str, runs: pd.DataFrame) -> str | None:
+    specs = task_metrics(task, runs)
+    wanted = PRIMARY.get(task)
+    if any(s[0] == wanted for s in specs):
+        return wanted
+    return specs[0][0] if specs else None
+
+
+def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
+    """Long summary: one row per (task, data, score, metric) with ``n``, ``mean``, ``std``
+    (sample std over seeds; NaN for one seed). Metrics are the ``test/`` columns and the
+    info columns ``params``, ``score_params``, ``train_seconds``."""
+    value_cols = [c for c in runs.columns if c.startswith("test/")] + ["params", "score_params", "train_seconds"]
+    long = runs.melt(id_vars=["task", "data", "score", "seed"], value_vars=value_cols, var_name="metric")
+    long["value"] = pd.to_numeric(long["value"], errors="coerce")
+    long = long.dropna(subset=["value"])
+    grouped = long.groupby(["task", "data", "score", "metric"], sort=True)["value"]
+    out = pd.DataFrame({"n": grouped.count(), "mean": grouped.mean(), "std": grouped.std(ddof=1)}).reset_index()
+    return out.sort_values(["task", "data", "score", "metric"], kind="stable").reset_index(drop=True)
+
+
+def fmt(value: float, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+def fmt_mean_std(mean: float, std: float, digits: int = 2) -> str:
+    if mean is None or math.isnan(mean):
+        return "–"
+    return fmt(mean, digits) if std is None or math.isnan(std) else f"{fmt(mean, digits)} ± {fmt(std, digits)}"
+
+
+def _stat(summary: pd.DataFrame, score: str, metric: str) -> tuple[float, float, int]:
+    hit = summary[(summary["score"] == score) & (summary["metric"] == metric)]
+    if hit.empty:
+        return float("nan"), float("nan"), 0
+    row = hit.iloc[0]
+    return float(row["mean"]), float(row["std"]), int(row["n"])
+
+
+def task_table(task: str, data: str, runs: pd.DataFrame, summary: pd.DataFrame) -> Table:
+    """One row per score: each metric as mean ± std over seeds (best per column marked),
+    the number of seeds, a delta of the primary metric to ``scaled_dot``, params, train time."""
+    group_runs = runs[(runs["task"] == task) & (runs["data"] == data)]
+    group = summary[(summary["task"] == task) & (summary["data"] == data)]
+    specs = task_metrics(task, group_runs)
+    primary = primary_metric(task, group_runs)
+    scores = sorted(group_runs["score"].unique())
+    has_baseline = BASELINE in scores and primary is not None
+    columns = ["score", "seeds"] + [label for _, label, _ in specs]
+    if has_baseline:
+        columns.append(f"Δ {dict((m, lab) for m, lab, _ in specs)[primary]} vs {BASELINE}")
+    columns += [label for _, label, _ in INFO]
+    means = {m: [_stat(group, s, m)[0] for s in scores] for m, _, _ in specs}
+    rows, best = [], set()
+    for i, score in enumerate(scores):
+        n = int((group_runs["score"] == score).sum())
+        row = [score, str(n)]
+        for j, (metric, _, direction) in enumerate(specs):
+            mean, std, _ = _stat(group, score, metric)
+            row.append(fmt_mean_std(mean, std))
+            column = [v for v in means[metric] if not math.isnan(v)]
+            if (direction and len(set(column)) > 1 and not math.isnan(mean)
+                    and mean == (max(column) if direction > 0 else min(column))):
+                best.add((i, 2 + j))
+        if has_baseline:
+            delta = _stat(group, score, primary)[0] - _stat(group, BASELINE, primary)[0]
+            row.append("–" if score == BASELINE else f"{delta:+.2f}")
+        row.append(fmt(_stat(group, score, "params")[0], 0))
+        row.append(fmt(_stat(group, score, "train_seconds")[0], 0))
+        rows.append(row)
+    note = "Mean ± sample std over seeds (no std for one seed); best per column in bold (unless all are equal)."
+    if task == "t2i":
+        note += " *FID-feat is a Fréchet distance on the matching evaluator's features, not comparable with published Inception FID."
+    return Table(f"{task} on {data}", columns, rows, best, note)
+
+
+def ranking_table(runs: pd.DataFrame, summary: pd.DataFrame) -> Table:
+    """Mean rank of each score over the (task, data) comparisons, by each one's primary
+    metric (rank 1 = best; ties share the lower rank)."""
+    ranks: dict[str, dict[str, float]] = {}
+    groups = sorted({(t, d) for t, d in zip(runs["task"], runs["data"])})
+    labels = []
+    for task, data in groups:
+        group_runs = runs[(runs["task"] == task) & (runs["data"] == data)]
+        metric = primary_metric(task, group_runs)
+        if metric is None:
+            continue
+        label = f"{task}/{data}"
+        labels.append(label)
+        stats = summary[(summary["task"] == task) & (summary["data"] == data) & (summary["metric"] == metric)]
+        series = stats.set_index("score")["mean"]
+        for score, rank in series.rank(ascending=False, method="min").items():
+            ranks.setdefault(score, {})[label] = float(rank)
+    order = sorted(ranks, key=lambda s: (sum(ranks[s].values()) / len(ranks[s]), s))
+    rows = []
+    for score in order:
+        mean_rank = sum(ranks[score].values()) / len(ranks[score])
+        rows.append([score, fmt(mean_rank, 2), str(len(ranks[score]))] + [fmt(ranks[score].get(lab, float("nan")), 0)
+                                                                          for lab in labels])
+    best = {(0, 1)} if rows else set()
+    return Table("Cross-task ranking", ["score", "mean rank", "comparisons"] + labels, rows, best,
+                 "Rank of each score by the primary metric of each comparison (VQA accuracy, retrieval rsum, "
+                 "text-to-image R-precision), 1 = best; mean over the comparisons the score took part in.")

@@ -1,0 +1,1 @@
+"""Experiment definitions (Hydra configs) of ``alignbench compare``; installed as ``alignbench.experiments``."""
