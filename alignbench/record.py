@@ -22,7 +22,8 @@ RECORD_NAME = "run.json"
 # saved beside run.json by the task models: the first test examples' attention (see alignbench.models.examples)
 ATTENTION_FILE = "attention_examples.npz"
 # keys that change how a run is shown, not what it computes
-HASH_EXCLUDE = {("trainer", "enable_progress_bar"), ("trainer", "enable_model_summary"), ("output_root",)}
+HASH_EXCLUDE = {("trainer", "enable_progress_bar"), ("trainer", "enable_model_summary"), ("output_root",),
+                ("skip_completed",)}
 
 
 def _strip(config: Any, prefix: tuple = ()) -> Any:

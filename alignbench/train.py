@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .config import score_label
-from .record import RECORD_NAME, config_hash, library_versions, write_json_atomic
+from .record import RECORD_NAME, config_hash, library_versions, read_record, write_json_atomic
 
 log = logging.getLogger("alignbench")
 FAILED_RUNS: list[str] = []  # run dirs of failed runs in this process (a sweep goes on past them)
@@ -134,15 +134,40 @@ def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> di
     return record
 
 
+def find_completed(root: str | Path, wanted_hash: str) -> Path | None:
+    """A ``run.json`` under ``root`` that is ``completed`` with config hash ``wanted_hash``."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    for path in sorted(root.rglob(RECORD_NAME)):
+        try:
+            record = read_record(path.parent)
+        except (OSError, ValueError):
+            continue
+        if record.get("status") == "completed" and record.get("config_hash") == wanted_hash:
+            return path
+    return None
+
+
 def hydra_entry(cfg: DictConfig) -> float | None:
-    """Body of the Hydra app: one run in Hydra's run directory."""
+    """Body of the Hydra app: one run in Hydra's run directory.
+
+    In a sweep (``-m``) with ``skip_completed`` on, a job whose config already has a
+    completed record under ``output_root`` is skipped, so a re-run sweep resumes.
+    """
+    from hydra.types import RunMode
+
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
+    if hc.mode == RunMode.MULTIRUN and cfg.get("skip_completed", False):
+        done = find_completed(cfg.output_root, config_hash(OmegaConf.to_container(cfg, resolve=True)))
+        if done is not None:
+            log.info("skipped: the same config already completed in %s", done)
+            record = read_record(done.parent)
+            return record["metrics"].get(cfg.task.monitor.replace("val/", "test/"))
     record = train(cfg, run_dir, hc.runtime.choices.get("score"))
     if record["status"] != "completed":
         FAILED_RUNS.append(str(run_dir))
-        from hydra.types import RunMode
-
         if hc.mode == RunMode.RUN:
             raise SystemExit(f"alignbench: run failed ({record['error']}); record: {run_dir / RECORD_NAME}")
         return None

@@ -232,3 +232,20 @@ def test_merge_eval_parts_gathers_across_processes(tmp_path):
     whole = merge_eval_parts(_eval_parts([[0, 1, 2, 3, 4, 5]]))
     for rank in (0, 1):
         _same_eval_set(whole, torch.load(tmp_path / f"rank{rank}.pt"))
+
+
+def test_co_attention_gives_every_word_the_same_context():
+    """Under co-attention (outer-product map) SCAN's per-word context is one shared vector:
+    sim = Σ_i a_i cos(w_i, Σ_j b_j v_j) with a, b the query and key marginals."""
+    m = matcher("coattention")
+    words, mask, regions = data(ni=2, nc=3)
+    with torch.no_grad():
+        sims, weights = m(words, mask, regions)
+        for i in range(2):
+            for c in range(3):
+                a, b = weights[i, c, 0].sum(-1), weights[i, c, 0].sum(-2)  # marginals
+                n = int(mask[c].sum())
+                context = b @ regions[i]
+                expected = (a[:n] * F.cosine_similarity(words[c, :n], context[None], dim=-1)).sum()
+                assert sims[i, c].item() == pytest.approx(expected.item(), abs=1e-5)
+

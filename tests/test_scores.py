@@ -250,3 +250,21 @@ def test_cross_logits_for_a_score_without_stages(user_pkg_on_path):
     out = cross_logits(score, q, k)
     assert out.shape == (5, 2, 1, 3, 4)
     assert torch.allclose(out[3, 1], score(q[1:2], k[3:4])[0], atol=1e-5)
+
+
+def test_coattention_marginals_start_soft():
+    """At its default initialisation on encoder-scale features (norm ≈ 3), co-attention's
+    max-pooled marginals are close to uniform, so training starts from soft attention over
+    both modalities (a start at scale 5 peaked them early and retrieval collapsed)."""
+    from alignbench.metrics.entropy import attention_entropy
+
+    score = make("coattention", 128, 128)
+    g = torch.Generator().manual_seed(0)
+    q = torch.nn.functional.normalize(torch.randn(8, 10, 128, generator=g), dim=-1) * 3
+    k = torch.relu(torch.randn(8, 16, 128, generator=g))
+    k = torch.nn.functional.normalize(k, dim=-1) * 3
+    with torch.no_grad():
+        w = attend(score(q, k), "co")
+    key_entropy = attention_entropy(w[:, 0].sum(-2), torch.ones(8, 16, dtype=torch.bool))
+    query_entropy = attention_entropy(w[:, 0].sum(-1), torch.ones(8, 10, dtype=torch.bool))
+    assert key_entropy.min() > 0.95 and query_entropy.min() > 0.95, (key_entropy.min(), query_entropy.min())

@@ -11,24 +11,26 @@ import re
 import textwrap
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from ..record import ATTENTION_FILE  # noqa: E402
-from .collect import RunSet  # noqa: E402
-from .tables import primary_metric, task_metrics  # noqa: E402
+from ..record import ATTENTION_FILE
+from .collect import RunSet
+from .tables import primary_metric, task_metrics
 
 PNG_META = {"Software": None}  # no library version in the file: same runs, same bytes
+# figures are built without pyplot, so drawing never changes the caller's matplotlib backend
+
+
+def subplots(rows: int = 1, cols: int = 1, figsize: tuple[float, float] = (6, 4), squeeze: bool = True):
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(rows, cols, squeeze=squeeze)
 
 
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90, bbox_inches="tight", metadata=PNG_META)
-    plt.close(fig)
     return path
 
 
@@ -42,7 +44,7 @@ def metric_bars(task: str, data: str, runs: pd.DataFrame, summary: pd.DataFrame,
     scores = sorted(group_runs["score"].unique())
     cols = min(4, len(specs))
     rows = math.ceil(len(specs) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False)
     for ax, (metric, label, _) in zip(axes.flat, specs):
         stats = group[group["metric"] == metric].set_index("score").reindex(scores)
         ax.bar(range(len(scores)), stats["mean"], yerr=stats["std"].fillna(0), capsize=3, color="#4c72b0")
@@ -64,7 +66,7 @@ def validation_curves(task: str, data: str, runs: RunSet, path: Path) -> Path | 
     if metric is None:
         return None
     key = metric.replace("test/", "val/", 1)
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = subplots(figsize=(6, 3.6))
     drawn = False
     for score in sorted(group["score"].unique()):
         curves = []
@@ -76,7 +78,6 @@ def validation_curves(task: str, data: str, runs: RunSet, path: Path) -> Path | 
             ax.plot(frame.index + 1, frame.values, marker="o", markersize=3, label=score)
             drawn = True
     if not drawn:
-        plt.close(fig)
         return None
     ax.set_xlabel("epoch")
     ax.set_ylabel(key)
@@ -95,7 +96,7 @@ def entropy_per_map(task: str, data: str, runs: pd.DataFrame, summary: pd.DataFr
     maps = sorted(group["metric"].unique(), key=lambda m: (len(m), m))
     scores = sorted(group["score"].unique())
     width = 0.8 / len(maps)
-    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(scores)), 3.4))
+    fig, ax = subplots(figsize=(max(6, 0.7 * len(scores)), 3.4))
     for i, metric in enumerate(maps):
         stats = group[group["metric"] == metric].set_index("score").reindex(scores)
         ax.bar(np.arange(len(scores)) + (i - (len(maps) - 1) / 2) * width, stats["mean"], width,
@@ -128,7 +129,7 @@ def attention_heatmaps(task: str, data: str, runs: RunSet, path: Path, examples:
     first = next(iter(loaded.values()))
     n = min(examples, len(first["image"]), *(len(v["image"]) for v in loaded.values()))
     scores = list(loaded)
-    fig, axes = plt.subplots(n, len(scores) + 1, figsize=(1.7 * (len(scores) + 1), 1.9 * n), squeeze=False)
+    fig, axes = subplots(n, len(scores) + 1, figsize=(1.7 * (len(scores) + 1), 1.9 * n), squeeze=False)
     for i in range(n):
         image = first["image"][i].transpose(1, 2, 0)
         axes[i, 0].imshow(image)

@@ -152,7 +152,7 @@ def ranking_table(runs: pd.DataFrame, summary: pd.DataFrame) -> Table:
         mean_rank = sum(ranks[score].values()) / len(ranks[score])
         rows.append([score, fmt(mean_rank, 2), str(len(ranks[score]))] + [fmt(ranks[score].get(lab, float("nan")), 0)
                                                                           for lab in labels])
-    best = {(0, 1)} if rows else set()
+    best = {(0, 1)} if rows and (len(rows) == 1 or rows[0][1] != rows[1][1]) else set()  # a unique best only
     return Table("Cross-task ranking", ["score", "mean rank", "comparisons"] + labels, rows, best,
                  "Rank of each score by the primary metric of each comparison (VQA accuracy, retrieval rsum, "
                  "text-to-image R-precision), 1 = best; mean over the comparisons the score took part in.")

@@ -20,11 +20,18 @@ class CoAttentionScore(AlignmentScore):
     the joint map is the outer product of the two marginals (attentive pooling, dos
     Santos et al. 2016). ``tanh`` bounds the affinity to [-1, 1]; the learned scale
     ``s`` (initialised to ``temperature``) lets the marginals become sharp.
+
+    ``temperature`` defaults to 1, i.e. Lu et al.'s unscaled affinity ``tanh(Q W Kᵀ)``:
+    the marginals start soft (logits in [-1, 1]) and sharpen only as ``s`` and ``W``
+    learn. A larger start makes the max-pooled marginals peak on one region and one
+    word early; in text-to-image matching, where an outer-product map gives every word
+    the same context, that loses most of a multi-object caption and hardest-negative
+    training collapses (measured: experiments/retrieval_score_matrix/README.md).
     """
 
     normalization = "co"
 
-    def __init__(self, q_dim: int, k_dim: int, temperature: float = 5.0) -> None:
+    def __init__(self, q_dim: int, k_dim: int, temperature: float = 1.0) -> None:
         super().__init__(q_dim, k_dim)
         if not float(temperature) > 0:
             raise ValueError(f"{type(self).__name__}: temperature must be > 0, got {temperature!r}")

@@ -1,0 +1,106 @@
+"""`alignbench compare` and sweeps end to end: real tiny runs, resume, the notebook."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from alignbench.cli import main
+from alignbench.compare import compose_experiment, plan
+from alignbench.record import read_record, write_json_atomic
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
+TINY = ["preset=smoke", "tasks=[vqa]", "scores=[dot,ban]", "jobs=2"]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """A real tiny comparison: 2 scores × 2 seeds of VQA with the smoke preset."""
+    out = tmp_path_factory.mktemp("compare")
+    assert main(["compare", *TINY, "seeds=2", f"out={out}"]) == 0
+    return out
+
+
+def test_compare_runs_every_job_and_writes_the_report(sweep, capsys):
+    records = sorted((sweep / "runs").rglob("run.json"))
+    assert [r.relative_to(sweep / "runs").parts[:3] for r in records] == [
+        ("vqa", "ban", "seed0"), ("vqa", "ban", "seed1"), ("vqa", "dot", "seed0"), ("vqa", "dot", "seed1")]
+    assert all(read_record(r.parent)["status"] == "completed" for r in records)
+    report = (sweep / "report" / "report.md").read_text()
+    assert "4 completed run(s)" in report and "| ban | 2 |" in report and "| dot | 2 |" in report
+    assert (sweep / "report" / "figures" / "vqa_synthetic_attention.png").is_file()  # heatmaps of both scores
+
+
+def test_compare_resumes_and_reruns_only_what_is_missing(sweep, capsys):
+    failed = sweep / "runs" / "vqa" / "dot" / "seed1"
+    record = read_record(failed)
+    write_json_atomic(failed / "run.json", {**record, "status": "failed", "error": "killed"})
+    before = {p: p.stat().st_mtime_ns for p in (sweep / "runs").rglob("run.json") if p.parent != failed}
+    capsys.readouterr()
+    assert main(["compare", *TINY, "seeds=2", f"out={sweep}"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("[skip]") == 3 and "[1/1] vqa dot seed1: completed" in printed
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # completed runs untouched
+    assert read_record(failed)["status"] == "completed"
+    assert read_record(failed)["metrics"] == record["metrics"]  # same seed, same config: same result
+
+
+def test_notebook_executes_on_the_sweep(sweep):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    os.environ["ALIGNBENCH_RESULTS"] = str(sweep / "runs")
+    try:
+        nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                                resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    finally:
+        del os.environ["ALIGNBENCH_RESULTS"]
+    outputs = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "4 completed runs, 0 skipped" in outputs
+    assert any("image/png" in o.get("data", {}) for c in notebook.cells for o in c.get("outputs", []))
+
+
+def test_plan_covers_tasks_scores_seeds():
+    cfg = compose_experiment(["seeds=3", "first_seed=5"])
+    jobs = plan(cfg)
+    assert len(jobs) == 3 * 9 * 3 and {j.seed for j in jobs} == {5, 6, 7}
+    assert jobs[0].overrides[:3] == ["task=vqa", "score=dot", "seed=5"]
+    assert len({j.run_dir for j in jobs}) == len(jobs)  # no two jobs share a folder
+
+
+@pytest.mark.parametrize("override, message", [
+    ("preset=nope", "unknown preset 'nope'; valid choices: default, smoke"),
+    ("scores=[dot,nope]", "unknown score 'nope'; valid choices:"),
+    ("tasks=[vqa,nope]", "unknown task 'nope'; valid choices: retrieval, t2i, vqa"),
+    ("colour=blue", "cannot use 'colour=blue'"),
+    ("seeds=0", "seeds must be >= 1"),
+])
+def test_compare_bad_input_exits_2_and_runs_nothing(tmp_path, capsys, override, message):
+    assert main(["compare", override, f"out={tmp_path / 'out'}"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_sweep_skips_completed_and_continues_past_failure(tmp_path):
+    env = {**os.environ, "ALIGNBENCH_OUTPUT": str(tmp_path)}
+    args = [sys.executable, "-m", "alignbench", "train", "-m", "task=vqa", "preset=tiny", "score=dot,cosine",
+            "trainer.enable_progress_bar=false"]
+    first = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    records = sorted(tmp_path.rglob("run.json"))
+    assert len(records) == 2
+    again = subprocess.run(args + ["score=dot,cosine,scaled_dot"], capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (again.stdout + again.stderr).count("skipped: the same config already completed") == 2
+    assert len(sorted(tmp_path.rglob("run.json"))) == 3  # only scaled_dot ran
+    # a failing job leaves a failed record, the sweep goes on, the exit code says so
+    bad = subprocess.run(args[:-2] + ["score=dot", "model.lr=nan,0.001", "trainer.enable_progress_bar=false"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert bad.returncode == 1 and "1 run(s) failed" in bad.stderr
+    assert (bad.stdout + bad.stderr).count("skipped: the same config already completed") == 1  # lr=0.001 is the default
+    statuses = sorted(json.loads(p.read_text())["status"] for p in tmp_path.rglob("run.json"))
+    assert statuses == ["completed", "completed", "completed", "failed"]

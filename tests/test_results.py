@@ -1,0 +1,144 @@
+"""Results layer: records → tables → report, from fabricated run records."""
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from alignbench.cli import main
+from alignbench.record import write_json_atomic
+from alignbench.results import aggregate, collect_runs, ranking_table, task_table, write_report
+
+GOLDEN = Path(__file__).parent / "golden" / "report.md"
+
+
+def fake_record(task, score, seed, metrics, data="synthetic", status="completed", history=None, params=1000):
+    return {
+        "task": task, "data": data, "score": score, "seed": seed, "status": status,
+        "error": None if status == "completed" else "RuntimeError: boom", "metrics": metrics,
+        "history": history or [], "params": params, "score_params": 10, "train_seconds": 12.5,
+        "wall_seconds": 15.0, "config_hash": f"{task}{score}{seed}", "config": {},
+    }
+
+
+def fabricate(root: Path) -> Path:
+    """Two tasks, three scores, two seeds each, plus a failed, a running and a corrupt record."""
+    vqa = {"dot": (60.0, 62.0), "scaled_dot": (58.0, 58.0), "ban": (70.0, 66.0)}
+    for score, accs in vqa.items():
+        for seed, acc in enumerate(accs):
+            metrics = {"test/vqa_acc": acc, "test/vqa_acc/counting": acc - 10, "test/attn_entropy": 50.0 + seed,
+                       "test/attn_entropy_g0": 40.0, "test/attn_entropy_g1": 60.0 + seed}
+            history = [{"epoch": 0, "val/vqa_acc": acc - 5}, {"epoch": 1, "val/vqa_acc": acc - 1}]
+            write_json_atomic(root / "vqa" / score / f"seed{seed}" / "run.json",
+                              fake_record("vqa", score, seed, metrics, history=history))
+    rsum = {"dot": (300.0, 310.0), "scaled_dot": (320.0, 330.0), "ban": (290.0, 280.0)}
+    for score, values in rsum.items():
+        for seed, value in enumerate(values):
+            metrics = {"test/rsum": value, "test/i2t_r1": value / 10, "test/t2i_r1": value / 12,
+                       "test/attn_entropy": 70.0}
+            write_json_atomic(root / "retrieval" / score / f"seed{seed}" / "run.json",
+                              fake_record("retrieval", score, seed, metrics))
+    write_json_atomic(root / "vqa" / "cosine" / "seed0" / "run.json", fake_record("vqa", "cosine", 0, {}, status="failed"))
+    write_json_atomic(root / "vqa" / "additive" / "seed0" / "run.json",
+                      fake_record("vqa", "additive", 0, {}, status="running"))
+    (root / "vqa" / "general" / "seed0").mkdir(parents=True)
+    (root / "vqa" / "general" / "seed0" / "run.json").write_text('{"task": "vqa", "sta')  # cut mid-write
+    return root
+
+
+def test_collect_keeps_completed_and_lists_the_rest(tmp_path):
+    runs = collect_runs([fabricate(tmp_path)])
+    assert len(runs.runs) == 12
+    assert list(runs.runs[["task", "score", "seed"]].itertuples(index=False, name=None))[:2] == [
+        ("retrieval", "ban", 0), ("retrieval", "ban", 1)]
+    reasons = {Path(p).parts[-2]: r for p, r in runs.skipped}
+    assert set(reasons) == {"cosine", "additive", "general"}
+    assert "failed" in reasons["cosine"] and "boom" in reasons["cosine"]
+    assert "running" in reasons["additive"]
+    assert "unreadable" in reasons["general"]
+
+
+def test_aggregate_mean_and_sample_std(tmp_path):
+    summary = aggregate(collect_runs([fabricate(tmp_path)]).runs)
+    row = summary[(summary.score == "dot") & (summary.metric == "test/vqa_acc")].iloc[0]
+    assert (row["n"], row["mean"]) == (2, 61.0)
+    assert row["std"] == pytest.approx(math.sqrt(2.0))  # sample std of 60, 62
+    assert summary[(summary.score == "scaled_dot") & (summary.metric == "test/vqa_acc")]["std"].iloc[0] == 0
+
+
+def test_task_table_best_and_delta(tmp_path):
+    runs = collect_runs([fabricate(tmp_path)]).runs
+    table = task_table("vqa", "synthetic", runs, aggregate(runs))
+    assert table.columns[:5] == ["score", "seeds", "accuracy", "counting", "attn entropy"]
+    rows = {r[0]: r for r in table.rows}
+    assert rows["ban"][2] == "68.00 ± 2.83" and rows["dot"][2] == "61.00 ± 1.41"
+    delta = table.columns.index("Δ accuracy vs scaled_dot")
+    assert rows["ban"][delta] == "+10.00" and rows["dot"][delta] == "+3.00" and rows["scaled_dot"][delta] == "–"
+    ban_row = [r[0] for r in table.rows].index("ban")
+    assert (ban_row, 2) in table.best and (ban_row, 4) not in table.best  # entropy has no "better"
+
+
+def test_ranking_averages_ranks_over_tasks(tmp_path):
+    runs = collect_runs([fabricate(tmp_path)]).runs
+    table = ranking_table(runs, aggregate(runs))
+    ranks = {r[0]: r[1] for r in table.rows}
+    # vqa accuracy: ban 1, dot 2, scaled_dot 3; retrieval rsum: scaled_dot 1, dot 2, ban 3
+    assert ranks == {"ban": "2.00", "dot": "2.00", "scaled_dot": "2.00"}
+
+
+def test_report_files_and_golden_snapshot(tmp_path):
+    root = fabricate(tmp_path / "runs")
+    out = tmp_path / "report"
+    assert main(["report", str(root), "--out", str(out)]) == 0
+    for name in ("report.md", "report.html", "runs.csv", "summary.csv", "figures/vqa_synthetic_metrics.png",
+                 "figures/vqa_synthetic_val_curves.png", "figures/vqa_synthetic_entropy.png"):
+        assert (out / name).is_file(), name
+    text = (out / "report.md").read_text().replace(str(root), "RUNS")
+    assert text == GOLDEN.read_text(), "report.md differs from tests/golden/report.md"
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 4 and "src='figures/" not in page  # self-contained
+    assert len(pd.read_csv(out / "runs.csv")) == 12
+    # the same records give the same report, byte for byte
+    again = tmp_path / "again"
+    write_report([root], again)
+    for name in ("report.md", "report.html", "runs.csv", "summary.csv", "figures/vqa_synthetic_metrics.png"):
+        assert (out / name).read_bytes() == (again / name).read_bytes(), name
+
+
+def test_failure_leaves_the_previous_report_intact(tmp_path, monkeypatch):
+    root = fabricate(tmp_path / "runs")
+    out = tmp_path / "report"
+    write_report([root], out)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    import alignbench.results.report as report_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("figure failed")
+
+    monkeypatch.setattr(report_module, "validation_curves", broken)
+    write_json_atomic(root / "vqa" / "dot" / "seed2" / "run.json",
+                      fake_record("vqa", "dot", 2, {"test/vqa_acc": 1.0}))
+    with pytest.raises(RuntimeError):
+        write_report([root], out)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".report-")]
+
+
+def test_report_of_nothing_and_bad_folder(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["report", str(empty), "--out", str(tmp_path / "out")]) == 0
+    assert "0 completed run(s)" in (tmp_path / "out" / "report.md").read_text()
+    assert main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "out2")]) == 2
+    assert "no such results folder" in capsys.readouterr().err and not (tmp_path / "out2").exists()
+
+
+if os.environ.get("ALIGNBENCH_UPDATE_GOLDEN"):  # regenerate: ALIGNBENCH_UPDATE_GOLDEN=1 pytest tests/test_results.py
+    def test_update_golden(tmp_path):
+        root = fabricate(tmp_path / "runs")
+        write_report([root], tmp_path / "report")
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text((tmp_path / "report" / "report.md").read_text().replace(str(root), "RUNS"))
