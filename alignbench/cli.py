@@ -90,12 +90,40 @@ def validate_overrides(overrides: list[str]) -> None:
                 raise UsageError(f"unknown {group} {value!r}; valid choices: {', '.join(valid)}")
 
 
+def _first_of_sweeps(overrides: list[str]) -> list[str]:
+    """The overrides of a sweep's first job (``a=1,2`` → ``a=1``; glob sweeps left out)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    plain = [o for o in overrides if not o.startswith("-")]
+    out = []
+    for text, override in zip(plain, OverridesParser.create().parse_overrides(plain)):
+        if not override.is_sweep_override():
+            out.append(text)
+        elif type(override.value()).__name__ != "Glob":
+            prefix = "+" if override.is_add() else ""
+            out.append(f"{prefix}{override.key_or_group}={next(iter(override.sweep_string_iterator()))}")
+    return out
+
+
+def preflight(overrides: list[str]) -> None:
+    """Compose the run's config and check its values before Hydra starts (see
+    :mod:`alignbench.preflight`); a problem is a :class:`UsageError`."""
+    from .preflight import ConfigError, check_run
+
+    try:
+        check_run(_first_of_sweeps(overrides))
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+
+
 def cmd_train(overrides: list[str]) -> int:
     import hydra
 
     from .train import FAILED_RUNS, hydra_entry
 
     validate_overrides(overrides)
+    if not {"--cfg", "-c", "--info", "--shell-completion", "-sc", "--hydra-help"} & set(overrides):
+        preflight(overrides)
     app = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(hydra_entry)
     sys.argv = ["alignbench train"] + overrides
     del FAILED_RUNS[:]
@@ -129,6 +157,10 @@ def cmd_compare(overrides: list[str]) -> int:
 
     from .compare import EXPERIMENTS_DIR, compose_experiment, plan, run_comparison
 
+    train_extra: list[str] = []
+    if "--" in overrides:  # everything after -- goes to every run's `alignbench train`
+        cut = overrides.index("--")
+        overrides, train_extra = overrides[:cut], overrides[cut + 1:]
     presets = sorted(p.stem for p in (EXPERIMENTS_DIR / "preset").glob("*.yaml"))
     known = {"tasks", "scores", "seeds", "first_seed", "out", "jobs", "train", "preset"}
     for item in overrides:
@@ -139,7 +171,11 @@ def cmd_compare(overrides: list[str]) -> int:
             raise UsageError(f"unknown preset {value!r}; valid choices: {', '.join(presets)}")
     try:
         cfg = compose_experiment(overrides)
-        plan(cfg)
+        if train_extra:
+            cfg.train = list(cfg.train) + train_extra
+        jobs = plan(cfg)
+        for task in dict.fromkeys(j.task for j in jobs):  # one check per task: its runs differ in score and seed
+            preflight(next(j for j in jobs if j.task == task).overrides)
     except HydraException as err:
         raise UsageError(f"compare: {str(err).splitlines()[0]}") from None
     except ValueError as err:
@@ -175,9 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
         "compare", help="run the default comparison (every score, every task) and write its report",
         description="Run experiments/compare.yaml: every score function on every task on the built-in data, "
         "then write the report. Overrides: preset=default|smoke, seeds=N, scores=[...], tasks=[...], "
-        "out=DIR, jobs=N, train=[OVERRIDE,...]. Completed runs with the same config are skipped (resume).",
+        "out=DIR, jobs=N; after `--`, training overrides for every run (e.g. -- model.hidden_dim=256). "
+        "Completed runs with the same config are skipped (resume).",
     )
-    cmp.add_argument("overrides", nargs="*", help="e.g. seeds=3 preset=smoke")
+    cmp.add_argument("overrides", nargs="*", help="e.g. seeds=3 preset=smoke [-- TRAIN OVERRIDES]")
     rep = sub.add_parser("report", help="write the comparison report of the runs under DIR(s)",
                          description="Read every run.json under the folders and write report.md, report.html, "
                          "runs.csv, summary.csv and figures/ into OUT.")

@@ -4,8 +4,9 @@ The experiment is a Hydra config in ``experiments/`` (``compare.yaml`` and its
 ``preset/`` group): which tasks, which scores, how many seeds, and per task the training
 overrides that size the runs. Every (task, score, seed) job is an ordinary
 ``alignbench train`` run in its own fixed folder ``<out>/runs/<task>/<score>/seed<n>``;
-a job whose ``run.json`` is ``completed`` with the same ``config_hash`` is skipped, so an
-interrupted comparison resumes where it stopped. A failed job leaves its ``failed``
+a job whose ``run.json`` is ``completed`` with the same ``config_hash`` is skipped and one
+that was stopped mid-training resumes from its last checkpoint, so an interrupted
+comparison resumes where it stopped. A failed job leaves its ``failed``
 record and the others go on. Jobs run ``jobs`` at a time as separate processes (one
 thread each when ``jobs > 1``); the first job of each task runs alone, so that data
 caches and the text-to-image evaluators are built once.
@@ -25,7 +26,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .config import CONF_DIR, group_options
-from .record import RECORD_NAME, config_hash, read_record
+from .record import config_hash, read_record
+from .train import resumable_record
 
 import alignbench.experiments as _experiments  # noqa: E402 - experiments/ ships as alignbench.experiments
 
@@ -99,9 +101,9 @@ def is_done(job: Job, expected_hash: str) -> bool:
 
 def run_job(job: Job, threads: int | None) -> tuple[str, float]:
     """Run one job as an ``alignbench train`` process; returns its status and seconds."""
-    if job.run_dir.exists():  # an unfinished or outdated run: start it afresh
-        shutil.rmtree(job.run_dir)
-    job.run_dir.mkdir(parents=True)
+    if job.run_dir.exists() and resumable_record(job.run_dir, config_hash(compose_run(job.overrides))) is None:
+        shutil.rmtree(job.run_dir)  # a failed or outdated run: start it afresh (an unfinished one resumes)
+    job.run_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)

@@ -7,7 +7,7 @@ import logging
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
@@ -45,16 +45,24 @@ def data_config(data: dict, task: str) -> dict:
 class HistoryCallback(pl.Callback):
     """Collects the validation metrics of every epoch for the run record."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_epoch: Callable[[], None] | None = None) -> None:
+        self.on_epoch = on_epoch  # called after every epoch (the record is rewritten with the progress)
         self.history: list[dict[str, float]] = []
-        self.train_seconds = 0.0
-        self._start = 0.0
+        self.earlier_seconds = 0.0  # training time before a resume
+        self._start: float | None = None
+
+    @property
+    def train_seconds(self) -> float:
+        running = 0.0 if self._start is None else time.perf_counter() - self._start
+        return self.earlier_seconds + running
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._start = time.perf_counter()
+        # a resumed run redoes the epoch it was stopped in: drop what was kept of it
+        self.history = [h for h in self.history if h["epoch"] < trainer.current_epoch]
 
     def on_train_end(self, trainer, pl_module) -> None:
-        self.train_seconds = time.perf_counter() - self._start
+        self.earlier_seconds, self._start = self.train_seconds, None
 
     def _row(self, epoch: int) -> dict:
         if not self.history or self.history[-1]["epoch"] != epoch:
@@ -71,16 +79,52 @@ class HistoryCallback(pl.Callback):
         # runs after this epoch's validation, once the epoch's train metrics are aggregated
         metrics = trainer.callback_metrics.items()
         self._row(trainer.current_epoch).update({k: float(v) for k, v in metrics if k.startswith("train/")})
+        if self.on_epoch is not None and trainer.is_global_zero:
+            self.on_epoch()
 
 
 def _utc() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+RESUMABLE = ("running", "interrupted")  # a run that stopped without finishing (killed, Ctrl-C)
+
+
+def resumable_record(run_dir: Path, wanted_hash: str) -> dict | None:
+    """The record in ``run_dir`` if it is an unfinished run of the same config with a last
+    checkpoint to resume from."""
+    try:
+        record = read_record(run_dir)
+    except (OSError, ValueError):
+        return None
+    if (record.get("status") in RESUMABLE and record.get("config_hash") == wanted_hash
+            and (run_dir / "checkpoints" / "last.ckpt").is_file()):
+        return record
+    return None
+
+
+def find_resumable(root: str | Path, wanted_hash: str) -> Path | None:
+    """A run folder under ``root`` holding an unfinished run of the same config (see
+    :func:`resumable_record`)."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    for path in sorted(root.rglob(RECORD_NAME)):
+        if resumable_record(path.parent, wanted_hash) is not None:
+            return path.parent
+    return None
+
+
 def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> dict[str, Any]:
-    """Train, validate and test one run; write ``run_dir/run.json``; return the record."""
+    """Train, validate and test one run; write ``run_dir/run.json``; return the record.
+
+    If ``run_dir`` holds an unfinished run of the same config with a last checkpoint,
+    training resumes from it (same epochs in the end; the earlier epochs' history and
+    training time are kept). Until the test has run, the record is never ``completed``.
+    """
     started, t0 = _utc(), time.perf_counter()
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    previous = resumable_record(run_dir, config_hash(resolved))
     record: dict[str, Any] = {
         "task": cfg.task.name, "data": cfg.data.name, "score": score_label(score_choice, str(cfg.score.get("_target_", ""))),
         "seed": int(cfg.seed), "status": "running", "error": None, "metrics": {}, "history": [],
@@ -88,8 +132,19 @@ def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> di
         "config": resolved, "config_hash": config_hash(resolved), "versions": library_versions(),
         "run_dir": str(run_dir), "started": started, "finished": None,
     }
+    def save_progress() -> None:
+        record["history"], record["train_seconds"] = history.history, history.train_seconds
+        write_json_atomic(run_dir / RECORD_NAME, record)
+
+    history = HistoryCallback(save_progress)
+    resume_from = None
+    if previous is not None:
+        resume_from = str(run_dir / "checkpoints" / "last.ckpt")
+        record["started"], record["resumed"] = previous.get("started", started), previous.get("resumed", 0) + 1
+        history.history = list(previous.get("history") or [])
+        history.earlier_seconds = float(previous.get("train_seconds") or 0.0)
+        log.info("resuming the unfinished run in %s from its last checkpoint", run_dir)
     write_json_atomic(run_dir / RECORD_NAME, record)
-    history = HistoryCallback()
     try:
         if cfg.task.name not in cfg.data.tasks:
             raise ValueError(f"data {cfg.data.name!r} has no {cfg.task.name!r} view; it supports: "
@@ -110,7 +165,7 @@ def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> di
             trainer_cfg["gradient_clip_val"] = None
         trainer = instantiate(trainer_cfg, default_root_dir=str(run_dir), callbacks=[history, checkpoint],
                               logger=pl.loggers.CSVLogger(str(run_dir), name="logs", version=""))
-        trainer.fit(model, datamodule=datamodule)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
         results = trainer.test(model, datamodule=datamodule, ckpt_path="best", verbose=False)
         record["metrics"] = {k: float(v) for k, v in results[0].items()}
         record["status"] = "completed"
@@ -159,12 +214,15 @@ def hydra_entry(cfg: DictConfig) -> float | None:
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
+    wanted = config_hash(OmegaConf.to_container(cfg, resolve=True))
     if hc.mode == RunMode.MULTIRUN and cfg.get("skip_completed", False):
-        done = find_completed(cfg.output_root, config_hash(OmegaConf.to_container(cfg, resolve=True)))
+        done = find_completed(cfg.output_root, wanted)
         if done is not None:
             log.info("skipped: the same config already completed in %s", done)
             record = read_record(done.parent)
             return record["metrics"].get(cfg.task.monitor.replace("val/", "test/"))
+    if resumable_record(run_dir, wanted) is None:  # a single run gets a new folder: look for an unfinished one
+        run_dir = find_resumable(cfg.output_root, wanted) or run_dir
     record = train(cfg, run_dir, hc.runtime.choices.get("score"))
     if record["status"] != "completed":
         FAILED_RUNS.append(str(run_dir))

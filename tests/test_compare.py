@@ -20,7 +20,7 @@ TINY = ["preset=smoke", "tasks=[vqa]", "scores=[dot,ban]", "jobs=2"]
 def sweep(tmp_path_factory):
     """A real tiny comparison: 2 scores × 2 seeds of VQA with the smoke preset."""
     out = tmp_path_factory.mktemp("compare")
-    assert main(["compare", *TINY, "seeds=2", f"out={out}"]) == 0
+    assert main(["compare", *TINY, "seeds=2", f"out={out}", "--", "trainer.log_every_n_steps=7"]) == 0
     return out
 
 
@@ -29,6 +29,7 @@ def test_compare_runs_every_job_and_writes_the_report(sweep, capsys):
     assert [r.relative_to(sweep / "runs").parts[:3] for r in records] == [
         ("vqa", "ban", "seed0"), ("vqa", "ban", "seed1"), ("vqa", "dot", "seed0"), ("vqa", "dot", "seed1")]
     assert all(read_record(r.parent)["status"] == "completed" for r in records)
+    assert all(read_record(r.parent)["config"]["trainer"]["log_every_n_steps"] == 7 for r in records)  # after --
     report = (sweep / "report" / "report.md").read_text()
     assert "4 completed run(s)" in report and "| ban | 2 |" in report and "| dot | 2 |" in report
     assert (sweep / "report" / "figures" / "vqa_synthetic_attention.png").is_file()  # heatmaps of both scores
@@ -40,7 +41,7 @@ def test_compare_resumes_and_reruns_only_what_is_missing(sweep, capsys):
     write_json_atomic(failed / "run.json", {**record, "status": "failed", "error": "killed"})
     before = {p: p.stat().st_mtime_ns for p in (sweep / "runs").rglob("run.json") if p.parent != failed}
     capsys.readouterr()
-    assert main(["compare", *TINY, "seeds=2", f"out={sweep}"]) == 0
+    assert main(["compare", *TINY, "seeds=2", f"out={sweep}", "--", "trainer.log_every_n_steps=7"]) == 0
     printed = capsys.readouterr().out
     assert printed.count("[skip]") == 3 and "[1/1] vqa dot seed1: completed" in printed
     assert {p: p.stat().st_mtime_ns for p in before} == before  # completed runs untouched

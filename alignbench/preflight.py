@@ -1,0 +1,131 @@
+"""Checks of a training command line before anything runs.
+
+:func:`check_run` composes the config exactly as ``alignbench train`` will, checks every
+value given to the trainer, the task model and the data module against the types their
+constructors declare, and builds the data module (constructors only check their paths;
+no data is read). Each problem is a :class:`ConfigError` with one line naming the key,
+the bad value and what is valid, so the CLI can exit with code 2 before any run folder
+or record exists.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import types
+import typing
+from collections.abc import Sequence
+from importlib import import_module
+from typing import Any
+
+from .config import CONF_DIR
+
+
+class ConfigError(ValueError):
+    """A bad value in a run's config (one line: key, value, what is valid)."""
+
+
+def _locate(path: str) -> Any:
+    module, _, name = path.rpartition(".")
+    return getattr(import_module(module), name)
+
+
+def _accepts(value: Any, hint: Any) -> tuple[bool, str]:
+    """Whether ``value`` (plain YAML data) fits the type ``hint``; and the hint in words."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is inspect.Parameter.empty or hint is Any:
+        return True, "any"
+    if origin in (typing.Union, types.UnionType):
+        results = [_accepts(value, a) for a in args]
+        return any(ok for ok, _ in results), " or ".join(word for _, word in results)
+    if origin is typing.Literal:
+        return value in args, "one of " + ", ".join(repr(a) for a in args)
+    if hint is type(None):
+        return value is None, "null"
+    if hint is bool:
+        return isinstance(value, bool), "bool"
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), "int"
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool), "float"
+    if hint is str:
+        return isinstance(value, str), "str"
+    if origin in (list, tuple, Sequence) or hint in (list, tuple):
+        return isinstance(value, (list, tuple)), "list"
+    if origin is dict or hint is dict:
+        return isinstance(value, dict), "dict"
+    return True, getattr(hint, "__name__", str(hint))
+
+
+def check_arguments(target: str, kwargs: dict[str, Any], prefix: str) -> None:
+    """Check ``kwargs`` against the annotated parameters of ``target``'s constructor."""
+    try:
+        cls = _locate(target)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(f"{prefix}._target_: cannot import {target!r} ({err})") from None
+    init = cls.__init__ if inspect.isclass(cls) else cls
+    try:
+        hints = typing.get_type_hints(init)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: nothing to check
+        return
+    params = inspect.signature(init).parameters
+    for key, value in kwargs.items():
+        if key.startswith("_") or key not in params or key not in hints:
+            continue
+        ok, expected = _accepts(value, hints[key])
+        if not ok:
+            raise ConfigError(f"{prefix}.{key}={value!r} is not valid: {cls.__name__} expects {expected}")
+
+
+def compose_run(overrides: list[str]):
+    """The composed training config of ``overrides`` (without Hydra's own node)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def first_line(err: BaseException) -> str:
+    """One line from a (possibly wrapped) exception; Hydra's "available options" become
+    "valid choices"."""
+    root = err
+    while root.__cause__ is not None:
+        root = root.__cause__
+    full_key, parent = getattr(root, "full_key", None), getattr(root, "parent_node", None)
+    if full_key and parent is not None and "not in struct" in str(root):
+        keys = ", ".join(sorted(str(k) for k in parent.keys()))
+        return f"unknown key {full_key!r} (add a new key with +{full_key}=...); valid keys there: {keys}"
+    text = str(root).strip() or type(root).__name__
+    head = text.splitlines()[0]
+    options = re.findall(r"^\t(\S+)$", text, flags=re.M)
+    if "Could not find" in head and options:
+        head = f"{head}; valid choices: {', '.join(options)}"
+    return head
+
+
+def check_run(overrides: list[str], build_data: bool = True) -> None:
+    """Raise :class:`ConfigError` for the first problem of ``alignbench train overrides``."""
+    from hydra.errors import HydraException
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .train import data_config
+
+    try:
+        cfg = compose_run(overrides)
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(first_line(err)) from None
+    check_arguments(resolved["trainer"]["_target_"], resolved["trainer"], "trainer")
+    check_arguments(resolved["model"]["_target_"], resolved["model"], "model")
+    if cfg.task.name not in cfg.data.tasks:
+        raise ConfigError(f"data {cfg.data.name!r} has no {cfg.task.name!r} view; it supports: "
+                          f"{', '.join(cfg.data.tasks)}")
+    data_cfg = data_config(resolved["data"], cfg.task.name)
+    check_arguments(data_cfg["_target_"], data_cfg, "data")
+    if build_data:
+        try:
+            instantiate(data_cfg, seed=int(cfg.seed), _convert_="all")
+        except Exception as err:  # noqa: BLE001 - reported as one line
+            raise ConfigError(first_line(err)) from None
