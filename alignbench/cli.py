@@ -10,6 +10,7 @@ and writes its report.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -125,7 +126,10 @@ def cmd_train(overrides: list[str]) -> int:
     if not {"--cfg", "-c", "--info", "--shell-completion", "-sc", "--hydra-help"} & set(overrides):
         preflight(overrides)
     app = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(hydra_entry)
-    sys.argv = ["alignbench train"] + overrides
+    # Hydra reads its overrides from sys.argv. Keep argv[0] the program that was run, so
+    # that Lightning's DDP launcher, which re-runs `sys.argv` for every other process
+    # (with LOCAL_RANK set), starts this same training run there (see main()).
+    sys.argv = [sys.argv[0]] + overrides
     del FAILED_RUNS[:]
     app()
     if FAILED_RUNS:  # a sweep finished, but not every run did
@@ -190,6 +194,28 @@ def cmd_compare(overrides: list[str]) -> int:
     return 0
 
 
+def cmd_evaluate(run_dir: str, overrides: list[str], checkpoint: str, out: str | None) -> int:
+    import json
+
+    from .record import write_json_atomic
+    from .train import _rank_zero, evaluate
+
+    if not (Path(run_dir) / "run.json").is_file():
+        raise UsageError(f"no run record in {run_dir!r} (expected {Path(run_dir) / 'run.json'})")
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise UsageError(f"evaluate: overrides are KEY=VALUE, got {bad[0]!r}")
+    try:
+        metrics = evaluate(run_dir, overrides, checkpoint)
+    except FileNotFoundError as err:
+        raise UsageError(str(err)) from None
+    if _rank_zero():
+        if out:
+            write_json_atomic(out, metrics)
+        print(json.dumps(metrics, indent=2, sort_keys=True))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alignbench",
@@ -215,6 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
         "Completed runs with the same config are skipped (resume).",
     )
     cmp.add_argument("overrides", nargs="*", help="e.g. seeds=3 preset=smoke [-- TRAIN OVERRIDES]")
+    ev = sub.add_parser("evaluate", help="recompute a finished run's test metrics from its checkpoint",
+                        description="Test a run's best (or last) checkpoint again with its recorded config and "
+                        "dotted overrides, e.g. `alignbench evaluate RUN_DIR trainer.strategy=ddp "
+                        "trainer.devices=2`. Prints the metrics as JSON; the run's files are not changed.")
+    ev.add_argument("run_dir", help="a run folder (holding run.json and checkpoints/)")
+    ev.add_argument("overrides", nargs="*", help="dotted KEY=VALUE overrides of the recorded config")
+    ev.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    ev.add_argument("--out", help="also write the metrics to this JSON file")
     rep = sub.add_parser("report", help="write the comparison report of the runs under DIR(s)",
                          description="Read every run.json under the folders and write report.md, report.html, "
                          "runs.csv, summary.csv and figures/ into OUT.")
@@ -228,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
+    commands = {"train", "compare", "report", "evaluate", "list", "-h", "--help", "--debug"}
+    if os.environ.get("LOCAL_RANK") and argv and argv[0] not in commands:
+        argv = ["train"] + argv  # a DDP worker started by Lightning: the run's overrides alone
     try:
         if argv[:1] == ["train"] and not {"-h", "--help"} & set(argv[1:]):
             # everything after `train` belongs to Hydra (including -m / --cfg job)
@@ -237,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command == "list":
             return cmd_list(args.what, args.searchpath)
+        if args.command == "evaluate":
+            return cmd_evaluate(args.run_dir, args.overrides, args.checkpoint, args.out)
         if args.command == "report":
             return cmd_report(args.dirs, args.out)
         parser.print_help()

@@ -83,6 +83,13 @@ class HistoryCallback(pl.Callback):
             self.on_epoch()
 
 
+def _rank_zero() -> bool:
+    """Whether this is the process that writes records (global rank 0 under DDP)."""
+    from pytorch_lightning.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
 def _utc() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -115,6 +122,50 @@ def find_resumable(root: str | Path, wanted_hash: str) -> Path | None:
     return None
 
 
+def trainer_config(trainer: dict, model: pl.LightningModule) -> dict:
+    """The trainer settings for ``model``: a manually optimised model (a GAN's two
+    optimisers) clips its own gradients, and under DDP leaves each step's other network
+    unused, so DDP must look for unused parameters."""
+    out = dict(trainer)
+    if not model.automatic_optimization:
+        out["gradient_clip_val"] = None
+        if out.get("strategy") == "ddp":
+            out["strategy"] = "ddp_find_unused_parameters_true"
+    return out
+
+
+def build_parts(resolved: dict) -> tuple[pl.LightningDataModule, pl.LightningModule]:
+    """The data module and task model of a resolved run config (seeded by its ``seed``)."""
+    pl.seed_everything(int(resolved["seed"]), workers=True, verbose=False)
+    datamodule = instantiate(data_config(resolved["data"], resolved["task"]["name"]), seed=int(resolved["seed"]),
+                             _convert_="all")
+    model = instantiate(resolved["model"], score=resolved["score"], **datamodule.metadata(),
+                        _convert_="all", _recursive_=False)
+    return datamodule, model
+
+
+def evaluate(run_dir: str | Path, overrides: list[str] | None = None, checkpoint: str = "best") -> dict[str, float]:
+    """Test metrics of a finished run's ``checkpoint`` (``best`` or ``last``), recomputed with
+    its recorded config and ``overrides`` (dotted ``key=value``, e.g. ``trainer.devices=2``).
+    The run's own files are not touched."""
+    import tempfile
+
+    run_dir = Path(run_dir)
+    record = read_record(run_dir)
+    ckpt = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"{ckpt}: no such checkpoint (valid: best, last)")
+    cfg = OmegaConf.merge(OmegaConf.create(record["config"]), OmegaConf.from_dotlist(list(overrides or [])))
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    datamodule, model = build_parts(resolved)
+    scratch = tempfile.mkdtemp(prefix="alignbench-evaluate-")
+    trainer_cfg = {**trainer_config(resolved["trainer"], model), "logger": False, "enable_checkpointing": False,
+                   "default_root_dir": scratch}
+    trainer = instantiate(trainer_cfg)
+    results = trainer.test(model, datamodule=datamodule, ckpt_path=str(ckpt), verbose=False)
+    return {k: float(v) for k, v in results[0].items()}
+
+
 def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> dict[str, Any]:
     """Train, validate and test one run; write ``run_dir/run.json``; return the record.
 
@@ -132,9 +183,15 @@ def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> di
         "config": resolved, "config_hash": config_hash(resolved), "versions": library_versions(),
         "run_dir": str(run_dir), "started": started, "finished": None,
     }
+    writer = _rank_zero()
+
+    def write_record() -> None:
+        if writer:  # under DDP only global rank 0 writes the record
+            write_json_atomic(run_dir / RECORD_NAME, record)
+
     def save_progress() -> None:
         record["history"], record["train_seconds"] = history.history, history.train_seconds
-        write_json_atomic(run_dir / RECORD_NAME, record)
+        write_record()
 
     history = HistoryCallback(save_progress)
     resume_from = None
@@ -144,25 +201,19 @@ def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> di
         history.history = list(previous.get("history") or [])
         history.earlier_seconds = float(previous.get("train_seconds") or 0.0)
         log.info("resuming the unfinished run in %s from its last checkpoint", run_dir)
-    write_json_atomic(run_dir / RECORD_NAME, record)
+    write_record()
     try:
         if cfg.task.name not in cfg.data.tasks:
             raise ValueError(f"data {cfg.data.name!r} has no {cfg.task.name!r} view; it supports: "
                              f"{', '.join(cfg.data.tasks)}")
-        pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-        data_cfg = data_config(resolved["data"], cfg.task.name)
-        datamodule = instantiate(data_cfg, seed=int(cfg.seed), _convert_="all")
-        model = instantiate(resolved["model"], score=resolved["score"], **datamodule.metadata(),
-                            _convert_="all", _recursive_=False)
+        datamodule, model = build_parts(resolved)
         record["params"] = sum(p.numel() for p in model.parameters())
         record["score_params"] = model.score_parameters
         record["data_sizes"] = datamodule.sizes()
         checkpoint = pl.callbacks.ModelCheckpoint(
             dirpath=run_dir / "checkpoints", monitor=cfg.task.monitor, mode="max", save_last=True, filename="best"
         )
-        trainer_cfg = dict(resolved["trainer"])
-        if not model.automatic_optimization:  # the model clips its own gradients (e.g. a GAN's two optimizers)
-            trainer_cfg["gradient_clip_val"] = None
+        trainer_cfg = trainer_config(resolved["trainer"], model)
         trainer = instantiate(trainer_cfg, default_root_dir=str(run_dir), callbacks=[history, checkpoint],
                               logger=pl.loggers.CSVLogger(str(run_dir), name="logs", version=""))
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
@@ -185,7 +236,7 @@ def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> di
         record["train_seconds"] = history.train_seconds or None
         record["wall_seconds"] = time.perf_counter() - t0
         record["finished"] = _utc()
-        write_json_atomic(run_dir / RECORD_NAME, record)
+        write_record()
     return record
 
 

@@ -10,6 +10,8 @@ from typing import Any, Callable
 
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Sampler
 
 
 def cache_dir() -> Path:
@@ -46,6 +48,64 @@ def cached(name: str, key: dict, build: Callable[[], Any]) -> Any:
     torch.save(value, tmp)
     os.replace(tmp, path)
     return value
+
+
+class RankShard(Sampler[list[int]]):
+    """This process's share of the batches of ``batches``.
+
+    Every process walks the same (seeded) batch order, so the shares are disjoint and
+    together hold every example exactly once: evaluation metrics reduced across
+    processes equal the single-process ones. Training (``even``): batch i goes to process
+    ``i mod world_size`` and every process gets the same number of batches (the last
+    ``len mod world_size`` are left out), as DDP's gradient reduction needs. Evaluation:
+    every batch is cut into ``world_size`` contiguous parts and process r takes part r,
+    so each process has work even when there are fewer batches than processes.
+    Outside a process group it yields every batch unchanged.
+    """
+
+    def __init__(self, batches: Sampler[list[int]], even: bool) -> None:
+        self.batches, self.even = batches, even
+
+    @staticmethod
+    def _rank_world() -> tuple[int, int]:
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
+    def _parts(self, rank: int, world: int):
+        for batch in self.batches:
+            size = -(-len(batch) // world)
+            part = list(batch)[rank * size:(rank + 1) * size]
+            if part:
+                yield part
+
+    def __iter__(self):
+        rank, world = self._rank_world()
+        if world == 1:
+            yield from self.batches
+        elif self.even:
+            limit = len(self) * world
+            for i, batch in enumerate(self.batches):
+                if i >= limit:
+                    break
+                if i % world == rank:
+                    yield batch
+        else:
+            yield from self._parts(rank, world)
+
+    def __len__(self) -> int:
+        rank, world = self._rank_world()
+        if world == 1:
+            return len(self.batches)
+        if self.even:
+            return len(self.batches) // world
+        return sum(1 for _ in self._parts(rank, world))  # evaluation orders are fixed: cheap to walk
+
+
+def batch_loader_of(dataset: Any, batches: Sampler[list[int]], train: bool) -> DataLoader:
+    """A loader of whole batches (``dataset[list_of_indices]``), sharded across processes
+    by :class:`RankShard` (the trainers set ``use_distributed_sampler: false``)."""
+    return DataLoader(dataset, sampler=RankShard(batches, even=train), batch_size=None)
 
 
 class SplitDataModule(pl.LightningDataModule):

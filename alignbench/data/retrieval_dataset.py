@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from .base import SplitDataModule
+from .base import SplitDataModule, batch_loader_of
 
 
 @dataclass
@@ -100,4 +100,4 @@ class RetrievalDataModule(SplitDataModule):
             batches = BatchSampler(sampler, self.batch_size, drop_last=True)
         else:
             batches = BatchSampler(SequentialSampler(data), self.eval_batch_size, drop_last=False)
-        return DataLoader(data, sampler=batches, batch_size=None)
+        return batch_loader_of(data, batches, train)

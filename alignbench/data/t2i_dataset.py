@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from .base import SplitDataModule
+from .base import SplitDataModule, batch_loader_of
 
 
 @dataclass
@@ -120,4 +120,4 @@ class T2IDataModule(SplitDataModule):
         else:
             ids = self.eval_captions(split)
             batches = BatchSampler(SequentialSampler(range(len(ids))), self.eval_batch_size, drop_last=False)
-        return DataLoader(_Batches(data, ids), sampler=batches, batch_size=None)
+        return batch_loader_of(_Batches(data, ids), batches, train)

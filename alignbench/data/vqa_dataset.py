@@ -23,6 +23,8 @@ from typing import Iterator, Protocol
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
 
+from .base import batch_loader_of
+
 
 class RegionSource(Protocol):
     """Region features of a split's images, gathered by image row.
@@ -129,7 +131,7 @@ def batch_loader(dataset: VQATensors, batch_size: int, shuffle: bool, seed: int)
         sampler = ImageGroupedBatchSampler(dataset.image_index, batch_size, seed)
     else:
         sampler = BatchSampler(SequentialSampler(dataset), batch_size, drop_last=False)
-    return DataLoader(dataset, sampler=sampler, batch_size=None)
+    return batch_loader_of(dataset, sampler, train=shuffle)
 
 
 def single_answer_targets(answers: list[str], answer_vocab: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
