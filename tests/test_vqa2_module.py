@@ -75,3 +75,22 @@ def test_tiny_vqa2_run(tmp_path, vqa2_root):
     record = read_record(tmp_path / "run")
     assert code == 0 and record["status"] == "completed", record["error"]
     assert {"test/vqa_acc", "test/vqa_acc/yes/no", "test/vqa_acc/number", "test/vqa_acc/other"} <= set(record["metrics"])
+
+
+def test_empty_question_is_named_and_unknown_characters_are_unk(vqa2_root):
+    import json
+
+    path = vqa2_root / "v2_OpenEnded_mscoco_val2014_questions.json"
+    data = json.loads(path.read_text())
+    data["questions"][2]["question"] = " ?! "  # no words left after tokenising
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"question 250 under .*vqa2.*no words"):
+        make(vqa2_root).setup()
+    data["questions"][2]["question"] = "What colour is the bús ☂?"  # unseen words and characters
+    path.write_text(json.dumps(data))
+    dm = make(vqa2_root)
+    dm.setup()
+    batch = dm.splits["test"][[2]]
+    tokens = [dm.vocab.itos[t] for t in batch["question"][0][batch["question_mask"][0]].tolist()]
+    # "colour" was never seen in training; "bús" splits into b, ú, s (ú is a token of its own); ☂ likewise
+    assert tokens == ["what", "<unk>", "is", "the", "<unk>", "<unk>", "<unk>", "<unk>"]

@@ -36,16 +36,20 @@ class Vocab:
     def encode(self, text: str) -> list[int]:
         return [self.stoi.get(t, 1) for t in tokenize(text)]
 
-    def encode_batch(self, texts: Sequence[str], max_len: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_batch(self, texts: Sequence[str], max_len: int | None = None,
+                     names: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode texts to ``tokens [N, L]`` (long, 0-padded) and ``mask [N, L]`` (bool).
 
-        An empty text (no tokens) raises ``ValueError`` naming it, since a question or
-        caption without words cannot be attended over.
+        Words not in the vocabulary (any unseen word or character) become ``<unk>``. An
+        empty text (no tokens) raises ``ValueError`` naming it (by ``names[i]`` when given,
+        e.g. the file and question id), since a question or caption without words cannot
+        be attended over.
         """
         ids = [self.encode(t) for t in texts]
-        for text, seq in zip(texts, ids):
+        for i, (text, seq) in enumerate(zip(texts, ids)):
             if not seq:
-                raise ValueError(f"text {text!r} has no tokens")
+                where = names[i] if names is not None else f"text #{i}"
+                raise ValueError(f"{where}: {text!r} has no words (an empty question or caption)")
         length = max_len or max(len(s) for s in ids)
         tokens = torch.zeros(len(ids), length, dtype=torch.long)
         for row, seq in enumerate(ids):

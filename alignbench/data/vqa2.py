@@ -85,7 +85,9 @@ class VQA2DataModule(VQADataModule):
         if missing:
             raise KeyError(f"vqa2: {len(missing)} images (e.g. {missing[:3]}) have no features in {store.path}")
         row = {image_id: r for r, image_id in enumerate(image_ids)}
-        tokens, mask = self.vocab.encode_batch([e["question"] for e in examples])
+        tokens, mask = self.vocab.encode_batch(
+            [e["question"] for e in examples],
+            names=[f"vqa2: question {e.get('question_id', i)} under {self.root}" for i, e in enumerate(examples)])
         width = max(1, max(len(e["answers"]) for e in examples))
         tidx = torch.full((len(examples), width), -1, dtype=torch.long)
         tscore = torch.zeros(len(examples), width)
