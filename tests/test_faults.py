@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -61,3 +62,32 @@ def test_atomic_write_keeps_the_previous_file_on_a_crash(tmp_path, monkeypatch):
         write_json_atomic(path, {"status": "completed", "metrics": {}})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]  # no temporary file left behind
+
+
+SMALL = {
+    "vqa": ["data.limit=256", "model.hidden_dim=32", "model.embed_dim=16", "model.channels=[8,16]"],
+    "retrieval": ["data.train_scenes=120", "data.val_scenes=20", "data.test_scenes=20", "model.hidden_dim=32",
+                  "model.embed_dim=16", "model.channels=[8,16,16]"],
+    "t2i": ["data.train_scenes=120", "data.val_scenes=20", "data.test_scenes=40", "model.hidden_dim=32",
+            "model.embed_dim=16", "model.g_channels=16", "model.d_channels=8", "model.evaluator_epochs=1"],
+}
+
+
+@pytest.mark.parametrize("task", ["vqa", "retrieval", "t2i"])
+def test_non_finite_loss_fails_with_its_step_and_the_sweep_goes_on(tmp_path, task):
+    from conftest import USER_PKG
+
+    env = {**os.environ, "ALIGNBENCH_OUTPUT": str(tmp_path), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(USER_PKG)}
+    # two jobs: the NaN score fails at its first step, then dot runs to the end
+    args = [sys.executable, "-m", "alignbench", "train", "-m", f"task={task}", "trainer.max_epochs=1",
+            "trainer.enable_progress_bar=false", *SMALL[task], "score=scaled_dot",
+            "score._target_=my_scores.NaNScore,alignbench.scores.DotScore"]
+    result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 1 and "1 run(s) failed" in result.stderr, result.stderr[-2000:]
+    records = {read_record(p.parent)["score"]: read_record(p.parent) for p in tmp_path.rglob("run.json")}
+    assert set(records) == {"NaNScore", "DotScore"}
+    failed = records["NaNScore"]
+    assert failed["status"] == "failed" and "non-finite" in failed["error"]
+    assert re.search(r"at step \d+$", failed["error"])  # the step it stopped at (a GAN counts both optimisers)
+    assert failed["metrics"] == {}
+    assert records["DotScore"]["status"] == "completed"

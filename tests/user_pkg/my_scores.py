@@ -25,7 +25,7 @@ class NaNScore(AlignmentScore):
 
     def __init__(self, q_dim: int, k_dim: int) -> None:
         super().__init__(q_dim, k_dim)
-        self.w = torch.nn.Parameter(torch.ones(()))
+        self.proj = torch.nn.Linear(q_dim, k_dim, bias=False)
 
     def score(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-        return (query @ key.transpose(1, 2) * self.w * float("nan")).unsqueeze(1)
+        return (self.proj(query) @ key.transpose(1, 2) * float("nan")).unsqueeze(1)
