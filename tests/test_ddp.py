@@ -59,3 +59,14 @@ def test_two_processes_report_the_single_process_metrics(tmp_path, task, exact):
         assert multi[key] == single[key], key
     for key in set(single) - set(exact):  # float32 means: the same up to summation order
         assert multi[key] == pytest.approx(single[key], rel=1e-5, abs=1e-4), key
+
+
+@pytest.mark.parametrize("task", ["vqa", "retrieval", "t2i"])
+def test_bf16_mixed_precision_runs_every_task(tmp_path, task):
+    run_dir = tmp_path / "bf16"
+    alignbench("train", f"task={task}", "data=synthetic", "score=ban", "trainer.precision=bf16-mixed",
+               "trainer.max_epochs=1", "trainer.enable_progress_bar=false", *SMALL[task], f"hydra.run.dir={run_dir}",
+               tmp_path=tmp_path)
+    record = read_record(run_dir)
+    assert record["status"] == "completed" and record["config"]["trainer"]["precision"] == "bf16-mixed"
+    assert all(v == v and abs(v) != float("inf") for v in record["metrics"].values())  # finite

@@ -135,11 +135,13 @@ class RetrievalModule(pl.LightningModule):
 
     def _evaluate(self, stage: str) -> None:
         regions, region_mask, words, caption_mask, caption_image = merge_eval_parts(self._eval.pop(stage, []))
-        sims = chunked_similarity(self.matcher, words, caption_mask, regions, region_mask,
-                                  self.hparams.image_chunk, self.hparams.caption_chunk)
+        # epoch-end hooks run outside Lightning's autocast: score in the run's precision (e.g. bf16-mixed) too
+        with self.trainer.precision_plugin.forward_context():
+            sims = chunked_similarity(self.matcher, words, caption_mask, regions, region_mask,
+                                      self.hparams.image_chunk, self.hparams.caption_chunk)
+            entropy = self._own_image_entropy(words, caption_mask, regions, region_mask, caption_image)
         values = {f"{stage}/{k}": float(v) for k, v in recall_at_k(sims, caption_image).items()}
-        values[f"{stage}/attn_entropy"] = self._own_image_entropy(words, caption_mask, regions, region_mask,
-                                                                  caption_image)
+        values[f"{stage}/attn_entropy"] = entropy
         self.log_dict({k: torch.as_tensor(v, dtype=torch.float32) for k, v in values.items()})
 
     def _own_image_entropy(self, words, caption_mask, regions, region_mask, caption_image, limit: int = 1000) -> float:
