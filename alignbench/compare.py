@@ -8,8 +8,8 @@ a job whose ``run.json`` is ``completed`` with the same ``config_hash`` is skipp
 that was stopped mid-training resumes from its last checkpoint, so an interrupted
 comparison resumes where it stopped. A failed job leaves its ``failed``
 record and the others go on. Jobs run ``jobs`` at a time as separate processes (one
-thread each when ``jobs > 1``); the first job of each task runs alone, so that data
-caches and the text-to-image evaluators are built once.
+thread each when ``jobs > 1``); the first job of each task runs before that task's
+others, so that data caches and the text-to-image evaluators are built once.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,12 +157,20 @@ def run_comparison(cfg: DictConfig, echo=print) -> tuple[Path, list[Job]]:
     by_task: dict[str, list[Job]] = {}
     for job in todo:
         by_task.setdefault(job.task, []).append(job)
+    # each task's first job runs before the task's others (it builds the data caches and the
+    # text-to-image evaluators once); jobs of different tasks share the lanes freely
+    ready = [jobs_[0] for jobs_ in by_task.values()]
+    held = {task: jobs_[1:] for task, jobs_ in by_task.items()}
     with ThreadPoolExecutor(max_workers=width) as pool:
-        for task_jobs in by_task.values():
-            first, rest = task_jobs[0], task_jobs[1:]
-            done(first, run_job(first, threads))  # alone: builds the data caches / evaluators once
-            futures = {pool.submit(run_job, job, threads): job for job in rest}
-            for future in as_completed(futures):
-                done(futures[future], future.result())
+        running: dict = {}
+        while ready or running:
+            while ready and len(running) < width:
+                job = ready.pop(0)
+                running[pool.submit(run_job, job, threads)] = job
+            finished_now, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished_now:
+                job = running.pop(future)
+                done(job, future.result())
+                ready.extend(held.pop(job.task, []))
     report = write_report([Path(cfg.out) / "runs"], Path(cfg.out) / "report")
     return report, failed
