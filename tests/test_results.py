@@ -20,7 +20,9 @@ def fake_record(task, score, seed, metrics, data="synthetic", status="completed"
         "task": task, "data": data, "score": score, "seed": seed, "status": status,
         "error": None if status == "completed" else "RuntimeError: boom", "metrics": metrics,
         "history": history or [], "params": params, "score_params": 10, "train_seconds": 12.5,
-        "wall_seconds": 15.0, "config_hash": f"{task}{score}{seed}", "config": {},
+        "wall_seconds": 15.0, "config_hash": f"{task}{score}{seed}",
+        "config": {"trainer": {"max_epochs": 2}, "model": {"hidden_dim": 8, "glimpses": 2}, "data": {"batch_size": 4}},
+        "data_sizes": {"train": 10, "val": 2, "test": 3},
     }
 
 
@@ -97,6 +99,7 @@ def test_report_files_and_golden_snapshot(tmp_path):
                  "figures/vqa_synthetic_val_curves.png", "figures/vqa_synthetic_entropy.png"):
         assert (out / name).is_file(), name
     text = (out / "report.md").read_text().replace(str(root), "RUNS")
+    assert "Set-up (the same for every score): train/val/test examples 10/2/3, epochs 2, hidden size 8" in text
     assert text == GOLDEN.read_text(), "report.md differs from tests/golden/report.md"
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 4 and "src='figures/" not in page  # self-contained

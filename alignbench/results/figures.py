@@ -80,6 +80,7 @@ def validation_curves(task: str, data: str, runs: RunSet, path: Path) -> Path | 
     if not drawn:
         return None
     ax.set_xlabel("epoch")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel(key)
     ax.set_title(f"{task} on {data}: validation {key[4:]} per epoch", fontsize=10)
     ax.legend(fontsize=7, ncol=2)

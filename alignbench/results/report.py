@@ -20,7 +20,7 @@ import pandas as pd
 
 from .collect import RunSet, collect_runs
 from .figures import attention_heatmaps, entropy_per_map, metric_bars, validation_curves
-from .tables import Table, aggregate, ranking_table, task_table
+from .tables import Table, aggregate, ranking_table, task_groups, task_table
 
 TASK_TITLES = {"vqa": "Visual question answering", "retrieval": "Image-text retrieval", "t2i": "Text-to-image"}
 REAL_CEILING = ("test/real_r_precision", "test/real_attribute_acc", "test/real_object_acc")
@@ -95,6 +95,31 @@ def _ceiling(runs: pd.DataFrame) -> str:
     return "Ceiling — the same evaluators on the real images of the same captions: " + ", ".join(parts) + "."
 
 
+def _settings(records: list[dict]) -> str:
+    """The training set-up shared by a comparison's runs, in one sentence (from their records)."""
+    def common(get):
+        values = set()
+        for record in records:
+            try:
+                values.add(str(get(record)))
+            except (KeyError, TypeError):
+                return None
+        return values.pop() if len(values) == 1 else "varies"
+
+    parts = []
+    sizes = common(lambda r: "/".join(str(r["data_sizes"][k]) for k in ("train", "val", "test")))
+    if sizes:
+        parts.append(f"train/val/test examples {sizes}")
+    for label, get in (("epochs", lambda r: r["config"]["trainer"]["max_epochs"]),
+                       ("hidden size", lambda r: r["config"]["model"]["hidden_dim"]),
+                       ("glimpses", lambda r: r["config"]["model"]["glimpses"]),
+                       ("batch size", lambda r: r["config"]["data"]["batch_size"] or "view default")):
+        value = common(get)
+        if value is not None:
+            parts.append(f"{label} {value}")
+    return ("Set-up (the same for every score): " + ", ".join(parts) + ".") if parts else ""
+
+
 def build_report(runs: RunSet, sources: list[str], staging: Path) -> list[str]:
     """Write the report files into ``staging``; return their names relative to it."""
     figures = staging / "figures"
@@ -107,11 +132,14 @@ def build_report(runs: RunSet, sources: list[str], staging: Path) -> list[str]:
     if len(runs.runs):
         doc.heading(2, "Cross-task ranking")
         doc.table(ranking_table(runs.runs, summary))
-    groups = sorted({(t, d) for t, d in zip(runs.runs.get("task", []), runs.runs.get("data", []))})
+    groups = task_groups(runs.runs)
     for task, data in groups:
         doc.heading(2, f"{TASK_TITLES.get(task, task)}: {data}")
-        doc.table(task_table(task, data, runs.runs, summary))
         group_runs = runs.runs[(runs.runs["task"] == task) & (runs.runs["data"] == data)]
+        settings = _settings([runs.records[d] for d in group_runs["run_dir"]])
+        if settings:
+            doc.para(settings)
+        doc.table(task_table(task, data, runs.runs, summary))
         if task == "t2i" and _ceiling(group_runs):
             doc.para(_ceiling(group_runs))
         slug = _slug(task, data)

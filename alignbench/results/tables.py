@@ -37,6 +37,13 @@ class Table:
     note: str = ""
 
 
+def task_groups(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (task, data) comparisons in ``runs``: VQA, retrieval, text-to-image, then others."""
+    order = {task: i for i, task in enumerate(TASK_METRICS)}
+    pairs = {(t, d) for t, d in zip(runs.get("task", []), runs.get("data", []))}
+    return sorted(pairs, key=lambda g: (order.get(g[0], len(order)), g))
+
+
 def task_metrics(task: str, runs: pd.DataFrame) -> list[tuple[str, str, int]]:
     """The metric columns shown for ``task``: its known metrics present in ``runs``, VQA's
     per-answer-type accuracies, and for an unknown task every ``test/`` metric."""
@@ -133,7 +140,7 @@ def ranking_table(runs: pd.DataFrame, summary: pd.DataFrame) -> Table:
     """Mean rank of each score over the (task, data) comparisons, by each one's primary
     metric (rank 1 = best; ties share the lower rank)."""
     ranks: dict[str, dict[str, float]] = {}
-    groups = sorted({(t, d) for t, d in zip(runs["task"], runs["data"])})
+    groups = task_groups(runs)
     labels = []
     for task, data in groups:
         group_runs = runs[(runs["task"] == task) & (runs["data"] == data)]

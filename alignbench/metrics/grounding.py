@@ -1,0 +1,80 @@
+"""Is attention where the evidence is? Grounding and faithfulness measures (pure functions).
+
+Inputs are per-example attention mass over R regions, ``mass [N, R]`` (each row sums to
+1; see :func:`alignbench.models.examples.region_mass` for how any map becomes one), and
+for grounding the ground-truth coverage of each region, ``cover [N, R]`` in [0, 1]: the
+fraction of the region's pixels that lie on an object the question or caption mentions.
+"""
+
+from __future__ import annotations
+
+import torch
+
+DELETION_FRACTIONS = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def pointing_hits(mass: torch.Tensor, cover: torch.Tensor) -> torch.Tensor:
+    """Pointing game: 1.0 where the most-attended region touches a ground-truth object
+    (``cover > 0``), else 0.0; ``[N]``. Ties go to the first region."""
+    top = mass.argmax(dim=1, keepdim=True)
+    return (cover.gather(1, top).squeeze(1) > 0).float()
+
+
+def pointing_chance(cover: torch.Tensor) -> torch.Tensor:
+    """The pointing-game hit rate of a uniformly random region: the fraction of regions
+    that touch a ground-truth object, ``[N]``."""
+    return (cover > 0).float().mean(dim=1)
+
+
+def mass_inside(mass: torch.Tensor, cover: torch.Tensor) -> torch.Tensor:
+    """Attention mass on ground-truth pixels, ``[N]``: Σ_r mass_r · cover_r (attention
+    spread evenly over each region's pixels). Uniform attention scores the object's area
+    share, :func:`area_share`."""
+    return (mass * cover).sum(dim=1)
+
+
+def area_share(cover: torch.Tensor) -> torch.Tensor:
+    """The share of the image that is ground truth (the mass inside of uniform attention)."""
+    return cover.mean(dim=1)
+
+
+def deletion_order(mass: torch.Tensor, generator: torch.Generator | None = None,
+                   random: bool = False) -> torch.Tensor:
+    """Region indices ``[N, R]`` in the order they are deleted: most-attended first, or a
+    random permutation per example."""
+    if random:
+        keys = torch.rand(mass.shape, generator=generator)
+        return keys.argsort(dim=1)
+    return mass.argsort(dim=1, descending=True, stable=True)
+
+
+def keep_masks(order: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Bool ``[N, R]``: True for regions kept after deleting the first ``round(fraction·R)``
+    of ``order`` (never all of them: at least one region stays)."""
+    n, r = order.shape
+    k = min(int(round(fraction * r)), r - 1)
+    keep = torch.ones(n, r, dtype=torch.bool)
+    if k:
+        keep.scatter_(1, order[:, :k], False)
+    return keep
+
+
+def aopc(curve: list[float] | torch.Tensor, fractions: tuple[float, ...] = DELETION_FRACTIONS) -> float:
+    """Area over the perturbation curve: the mean drop of the metric from its value with
+    nothing deleted, over the deletion fractions after 0 (Samek et al. 2017)."""
+    values = torch.as_tensor(curve, dtype=torch.float64)
+    if len(values) != len(fractions):
+        raise ValueError(f"aopc: {len(values)} curve points for {len(fractions)} fractions")
+    return float((values[0] - values[1:]).mean())
+
+
+def kendall_tau(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Kendall's τ-b between the rows of ``a`` and ``b`` (``[N, R]``), ``[N]``; a row in
+    which either side is constant gives NaN."""
+    da = torch.sign(a.unsqueeze(2) - a.unsqueeze(1))
+    db = torch.sign(b.unsqueeze(2) - b.unsqueeze(1))
+    upper = torch.triu(torch.ones(a.shape[1], a.shape[1], dtype=torch.bool, device=a.device), diagonal=1)
+    da, db = da[:, upper].double(), db[:, upper].double()
+    concord = (da * db).sum(1)
+    denom = torch.sqrt((da != 0).sum(1).double() * (db != 0).sum(1).double())
+    return torch.where(denom > 0, concord / denom.clamp_min(1e-300), torch.full_like(concord, float("nan")))
