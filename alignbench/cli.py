@@ -216,6 +216,27 @@ def cmd_evaluate(run_dir: str, overrides: list[str], checkpoint: str, out: str |
     return 0
 
 
+def cmd_analyze(run_dirs: list[str], examples: int | None, costly: int | None) -> int:
+    from .train import analyze
+
+    for run_dir in run_dirs:
+        if not (Path(run_dir) / "run.json").is_file():
+            raise UsageError(f"no run record in {run_dir!r} (expected {Path(run_dir) / 'run.json'})")
+    for run_dir in run_dirs:
+        try:
+            record = analyze(run_dir, examples, costly)
+        except (FileNotFoundError, ValueError) as err:
+            raise UsageError(str(err)) from None
+        shown = {k: round(v, 2) for k, v in sorted(record["metrics"].items())
+                 if k.split("/")[-1] in ANALYSIS_METRICS}
+        print(f"{run_dir}: {shown} ({record['analysis_seconds']:.0f} s)")
+    return 0
+
+
+ANALYSIS_METRICS = ("pointing_acc", "pointing_chance", "attn_mass_gt", "attn_mass_chance", "aopc_gain", "tau_ig",
+                    "tau_loo", "flip_rate")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alignbench",
@@ -249,6 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("overrides", nargs="*", help="dotted KEY=VALUE overrides of the recorded config")
     ev.add_argument("--checkpoint", choices=["best", "last"], default="best")
     ev.add_argument("--out", help="also write the metrics to this JSON file")
+    an = sub.add_parser("analyze", help="recompute a run's interpretability analysis from its checkpoint",
+                        description="Grounding (pointing game, attention mass on the ground truth) and "
+                        "faithfulness (deletion curves, AOPC, flip rate, Kendall tau with integrated gradients "
+                        "and leave-one-out) of a finished VQA run, written into its run.json.")
+    an.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders (holding run.json, checkpoints/)")
+    an.add_argument("--examples", type=int, help="test questions for grounding and deletion (default: the run's)")
+    an.add_argument("--costly-examples", type=int, help="of those, for integrated gradients and leave-one-out")
     rep = sub.add_parser("report", help="write the comparison report of the runs under DIR(s)",
                          description="Read every run.json under the folders and write report.md, report.html, "
                          "runs.csv, summary.csv and figures/ into OUT.")
@@ -262,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
-    commands = {"train", "compare", "report", "evaluate", "list", "-h", "--help", "--debug"}
+    commands = {"train", "compare", "report", "evaluate", "analyze", "list", "-h", "--help", "--debug"}
     if os.environ.get("LOCAL_RANK") and argv and argv[0] not in commands:
         argv = ["train"] + argv  # a DDP worker started by Lightning: the run's overrides alone
     try:
@@ -274,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command == "list":
             return cmd_list(args.what, args.searchpath)
+        if args.command == "analyze":
+            return cmd_analyze(args.run_dirs, args.examples, args.costly_examples)
         if args.command == "evaluate":
             return cmd_evaluate(args.run_dir, args.overrides, args.checkpoint, args.out)
         if args.command == "report":

@@ -124,7 +124,7 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def run_comparison(cfg: DictConfig, echo=print) -> tuple[Path, list[Job]]:
+def run_comparison(cfg: DictConfig, echo=lambda text: print(text, flush=True)) -> tuple[Path, list[Job]]:
     """Run (or resume) every job of ``cfg``, then write the report; returns its path and
     the jobs that did not complete."""
     from .results import write_report

@@ -23,7 +23,7 @@ RECORD_NAME = "run.json"
 ATTENTION_FILE = "attention_examples.npz"
 # keys that change how a run is shown, not what it computes
 HASH_EXCLUDE = {("trainer", "enable_progress_bar"), ("trainer", "enable_model_summary"), ("output_root",),
-                ("skip_completed",)}
+                ("skip_completed",), ("analysis",)}
 
 
 def _strip(config: Any, prefix: tuple = ()) -> Any:

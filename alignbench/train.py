@@ -134,6 +134,13 @@ def trainer_config(trainer: dict, model: pl.LightningModule) -> dict:
     return out
 
 
+def interpretation(model, datamodule, settings: dict, seed: int) -> tuple[dict, dict]:
+    """Run the model's interpretability analysis (on the CPU): its test metrics, and the
+    record fields ``analysis`` (deletion curves, examples used) and ``analysis_seconds``."""
+    result = model.cpu().interpret(datamodule, seed=seed, **settings)
+    return result["metrics"], {"analysis": result["deletion"], "analysis_seconds": result["seconds"]}
+
+
 def build_parts(resolved: dict) -> tuple[pl.LightningDataModule, pl.LightningModule]:
     """The data module and task model of a resolved run config (seeded by its ``seed``)."""
     pl.seed_everything(int(resolved["seed"]), workers=True, verbose=False)
@@ -164,6 +171,38 @@ def evaluate(run_dir: str | Path, overrides: list[str] | None = None, checkpoint
     trainer = instantiate(trainer_cfg)
     results = trainer.test(model, datamodule=datamodule, ckpt_path=str(ckpt), verbose=False)
     return {k: float(v) for k, v in results[0].items()}
+
+
+def analyze(run_dir: str | Path, examples: int | None = None, costly_examples: int | None = None,
+            checkpoint: str = "best") -> dict:
+    """Recompute the interpretability analysis of a finished run from its checkpoint and
+    write it into its ``run.json`` (atomically); returns the updated record."""
+    import torch
+
+    run_dir = Path(run_dir)
+    record = read_record(run_dir)
+    if record.get("status") != "completed":
+        raise ValueError(f"{run_dir}: run is {record.get('status')!r}, not completed")
+    ckpt = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"{ckpt}: no such checkpoint (valid: best, last)")
+    resolved = record["config"]
+    datamodule, model = build_parts(resolved)
+    if not hasattr(model, "interpret"):
+        raise ValueError(f"{run_dir}: the {record['task']!r} task has no interpretability analysis yet (valid: vqa)")
+    model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"])
+    datamodule.setup("test")
+    settings = {k: v for k, v in (resolved.get("analysis") or {"examples": 500, "costly_examples": 64,
+                                                                "ig_steps": 16}).items() if k != "enabled"}
+    if examples is not None:
+        settings["examples"] = examples
+    if costly_examples is not None:
+        settings["costly_examples"] = costly_examples
+    metrics, fields = interpretation(model, datamodule, settings, seed=int(resolved["seed"]))
+    record["metrics"] = {**record["metrics"], **metrics}
+    record.update(fields)
+    write_json_atomic(run_dir / RECORD_NAME, record)
+    return record
 
 
 def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> dict[str, Any]:
@@ -219,6 +258,11 @@ def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> di
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
         results = trainer.test(model, datamodule=datamodule, ckpt_path="best", verbose=False)
         record["metrics"] = {k: float(v) for k, v in results[0].items()}
+        settings = dict(resolved.get("analysis") or {})
+        if settings.pop("enabled", False) and hasattr(model, "interpret") and writer:
+            metrics, fields = interpretation(model, datamodule, settings, seed=int(cfg.seed))
+            record["metrics"].update(metrics)
+            record.update(fields)
         record["status"] = "completed"
         n_train = record["data_sizes"]["train"] * trainer.current_epoch
         record["train_examples_per_second"] = n_train / history.train_seconds if history.train_seconds else None

@@ -32,10 +32,14 @@ def fabricate(root: Path) -> Path:
     for score, accs in vqa.items():
         for seed, acc in enumerate(accs):
             metrics = {"test/vqa_acc": acc, "test/vqa_acc/counting": acc - 10, "test/attn_entropy": 50.0 + seed,
-                       "test/attn_entropy_g0": 40.0, "test/attn_entropy_g1": 60.0 + seed}
+                       "test/attn_entropy_g0": 40.0, "test/attn_entropy_g1": 60.0 + seed,
+                       "test/pointing_acc": acc + 10, "test/pointing_chance": 20.0, "test/aopc_gain": acc / 10}
             history = [{"epoch": 0, "val/vqa_acc": acc - 5}, {"epoch": 1, "val/vqa_acc": acc - 1}]
-            write_json_atomic(root / "vqa" / score / f"seed{seed}" / "run.json",
-                              fake_record("vqa", score, seed, metrics, history=history))
+            record = fake_record("vqa", score, seed, metrics, history=history)
+            record["analysis"] = {"fractions": [0.0, 0.1, 0.25, 0.5, 0.75, 0.9], "attention": [acc, 50, 40, 30, 20, 10],
+                                  "random": [acc, 55, 50, 45, 40, 30]}
+            record["analysis_seconds"] = 3.0
+            write_json_atomic(root / "vqa" / score / f"seed{seed}" / "run.json", record)
     rsum = {"dot": (300.0, 310.0), "scaled_dot": (320.0, 330.0), "ban": (290.0, 280.0)}
     for score, values in rsum.items():
         for seed, value in enumerate(values):
@@ -96,13 +100,16 @@ def test_report_files_and_golden_snapshot(tmp_path):
     out = tmp_path / "report"
     assert main(["report", str(root), "--out", str(out)]) == 0
     for name in ("report.md", "report.html", "runs.csv", "summary.csv", "figures/vqa_synthetic_metrics.png",
-                 "figures/vqa_synthetic_val_curves.png", "figures/vqa_synthetic_entropy.png"):
+                 "figures/vqa_synthetic_val_curves.png", "figures/vqa_synthetic_entropy.png",
+                 "figures/vqa_synthetic_deletion.png"):
         assert (out / name).is_file(), name
     text = (out / "report.md").read_text().replace(str(root), "RUNS")
     assert "Set-up (the same for every score): train/val/test examples 10/2/3, epochs 2, hidden size 8" in text
+    assert "Most faithful by AOPC gain: ban; least: scaled_dot." in text  # AOPC gain 6.8 vs 5.8
+    assert "| ban | 2 | **78.00 ± 2.83** | 20.00 ± 0.00 | **6.80 ± 0.28** | 3 |" in text
     assert text == GOLDEN.read_text(), "report.md differs from tests/golden/report.md"
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 4 and "src='figures/" not in page  # self-contained
+    assert page.count("data:image/png;base64,") == 5 and "src='figures/" not in page  # self-contained
     assert len(pd.read_csv(out / "runs.csv")) == 12
     # the same records give the same report, byte for byte
     again = tmp_path / "again"

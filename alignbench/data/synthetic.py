@@ -106,6 +106,31 @@ class SyntheticVQADataModule(VQADataModule):
             )
         return splits
 
+    def grounding_masks(self, split: str, questions: list[int]) -> torch.Tensor:
+        """The bounding boxes of the objects each question mentions (all False for a
+        question about no object, e.g. a "no" existence answer)."""
+        self.setup()
+        data = self.splits[split]
+        out = torch.zeros(len(questions), self.image_size, self.image_size, dtype=torch.bool)
+        for row, q in enumerate(questions):
+            image = int(data.image_index[q])
+            mentioned = data.extras["mentioned"][q]
+            if mentioned:
+                out[row] = boxes_mask(data.extras["object_boxes"][image][list(mentioned)], self.image_size)
+        return out
+
+
+def boxes_mask(boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Bool ``[size, size]``: the union of the pixel boxes ``[K, 4]`` (x1, y1, x2, y2); a
+    pixel belongs to a box when its centre lies inside it."""
+    centres = torch.arange(size, dtype=torch.float32) + 0.5
+    mask = torch.zeros(size, size, dtype=torch.bool)
+    for x1, y1, x2, y2 in boxes.tolist():
+        inside_y = (centres >= y1) & (centres < y2)
+        inside_x = (centres >= x1) & (centres < x2)
+        mask |= inside_y[:, None] & inside_x[None, :]
+    return mask
+
 
 class SyntheticRetrievalDataModule(RetrievalDataModule):
     """Synthetic image-text retrieval: ``captions_per_image`` (5) captions per scene.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from .base import SplitDataModule
 from .vqa_dataset import batch_loader
 
@@ -20,6 +22,11 @@ class VQADataModule(SplitDataModule):
         super().__init__(batch_size, eval_batch_size, seed)
         self.answers: list[str] = []
         self.answer_types: list[str] = []
+
+    def grounding_masks(self, split: str, questions: list[int]) -> torch.Tensor | None:
+        """Ground truth for attention: bool ``[N, H, W]`` pixels of what each of the
+        ``questions`` (indices into ``split``) is about, or None when the data set has none."""
+        return None
 
     def metadata(self) -> dict:
         """What the task model needs to know about the data."""

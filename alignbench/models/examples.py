@@ -24,10 +24,10 @@ def region_mass(weights: torch.Tensor, normalization: str, query_mask: torch.Ten
 
 
 def save_attention_examples(run_dir: str | Path, images: torch.Tensor, texts: list[str], mass: torch.Tensor,
-                            predictions: list[str] | None = None) -> Path:
+                            predictions: list[str] | None = None, truth: torch.Tensor | None = None) -> Path:
     """Write ``images [K, 3, H, W]`` (in [0, 1]), their ``texts``, the region ``mass [K, R]``
-    (R = g×g grid cells, row-major) and optional ``predictions`` to ``attention_examples.npz``
-    (atomically)."""
+    (R = g×g grid cells, row-major), optional ``predictions`` and ground-truth masks
+    ``truth [K, H, W]`` to ``attention_examples.npz`` (atomically)."""
     k, regions = mass.shape
     grid = int(round(regions ** 0.5))
     if grid * grid != regions:
@@ -39,6 +39,8 @@ def save_attention_examples(run_dir: str | Path, images: torch.Tensor, texts: li
     }
     if predictions is not None:
         arrays["prediction"] = np.array(predictions, dtype=str)
+    if truth is not None:  # bool [K, H, W]: what each example is about
+        arrays["truth"] = truth.detach().cpu().numpy().astype(bool)
     path = Path(run_dir) / ATTENTION_FILE
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
     np.savez_compressed(tmp, **arrays)

@@ -95,14 +95,25 @@ class VQAModule(pl.LightningModule):
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Answer logits ``[B, A]``, attention ``[B, G, Lq, Lk]`` (None without image), region mask."""
+        if self.fusion is None:
+            return self.answer(batch), None, None
+        v, v_mask = self.encode_visual(batch)
+        logits, weights = self.answer(batch, v, v_mask, with_attention=True)
+        return logits, weights, v_mask
+
+    def answer(self, batch: dict, regions: torch.Tensor | None = None, region_mask: torch.Tensor | None = None,
+               with_attention: bool = False):
+        """Answer logits ``[B, A]`` from the batch's question and given region features
+        ``[B, K, h]`` (per question) with ``region_mask [B, K]`` (True = visible). The
+        interpretability analyses hide regions through the mask and differentiate with
+        respect to ``regions``. With ``with_attention`` also the attention maps."""
         q_mask = batch["question_mask"]
         q = self.text(batch["question"])
-        weights, v_mask = None, None
-        if self.fusion is not None:
-            v, v_mask = self.encode_visual(batch)
-            q, weights = self.fusion(q, v, q_mask, v_mask)
-        pooled = (q * q_mask.unsqueeze(-1).to(q.dtype)).sum(1)
-        return self.classifier(pooled), weights, v_mask
+        weights = None
+        if self.fusion is not None and regions is not None:
+            q, weights = self.fusion(q, regions, q_mask, region_mask)
+        logits = self.classifier((q * q_mask.unsqueeze(-1).to(q.dtype)).sum(1))
+        return (logits, weights) if with_attention else logits
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         logits, _, _ = self(batch)
@@ -135,8 +146,11 @@ class VQAModule(pl.LightningModule):
             tokens = batch["question"][i][batch["question_mask"][i]].tolist()
             texts.append(" ".join(itos[t] for t in tokens) + f" ({batch['answers'][i][0]})")
         mass = region_mass(weights[:k], self.fusion.normalization, batch["question_mask"][:k])
+        truth = None
+        if hasattr(datamodule, "grounding_masks") and "index" in batch:
+            truth = datamodule.grounding_masks("test", batch["index"][:k].tolist())
         save_attention_examples(self.trainer.default_root_dir, batch["image"][batch["image_row"][:k]], texts, mass,
-                                predictions[:k])
+                                predictions[:k], truth)
 
     def _eval_epoch_end(self, stage: str) -> None:
         values = {f"{stage}/{k}": v for k, v in self.metrics[stage].compute().items()}
@@ -160,6 +174,13 @@ class VQAModule(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
+
+    def interpret(self, datamodule, **settings) -> dict:
+        """Grounding and faithfulness of this model's attention on the test split
+        (:func:`alignbench.analysis.analyze_vqa`)."""
+        from ..analysis import analyze_vqa
+
+        return analyze_vqa(self, datamodule, **settings)
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

@@ -19,7 +19,7 @@ import pandas as pd
 from ..record import RECORD_NAME
 
 ID_COLUMNS = ("task", "data", "score", "seed")
-INFO_COLUMNS = ("params", "score_params", "train_seconds", "wall_seconds", "config_hash", "run_dir")
+INFO_COLUMNS = ("params", "score_params", "train_seconds", "wall_seconds", "analysis_seconds", "config_hash", "run_dir")
 
 
 @dataclass

@@ -136,11 +136,14 @@ def attention_heatmaps(task: str, data: str, runs: RunSet, path: Path, examples:
         axes[i, 0].imshow(image)
         axes[i, 0].set_xlabel(textwrap.fill(str(first["text"][i]), 28), fontsize=6)
         top = max(max(float(loaded[s]["attention"][i].max()) for s in scores), 1e-8)  # one scale per example
+        truth = first["truth"][i] if "truth" in first else None
         for j, score in enumerate(scores, start=1):
             heat = loaded[score]["attention"][i]
             axes[i, j].imshow(image)
             axes[i, j].imshow(heat, cmap="inferno", alpha=0.7, extent=(0, image.shape[1], image.shape[0], 0),
                               interpolation="nearest", vmin=0, vmax=top)
+            if truth is not None and truth.any():  # what the question is about, outlined
+                axes[i, j].contour(truth.astype(float), levels=[0.5], colors="cyan", linewidths=0.8)
             if i == 0:
                 axes[i, j].set_title(score, fontsize=7)
             if "prediction" in loaded[score]:
@@ -148,6 +151,34 @@ def attention_heatmaps(task: str, data: str, runs: RunSet, path: Path, examples:
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"{task} on {data}: attention mass per region (all maps; one colour scale per row)", fontsize=9)
+    fig.suptitle(f"{task} on {data}: attention mass per region (all maps; one colour scale per row; cyan: ground truth)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def deletion_curves(task: str, data: str, runs: RunSet, path: Path) -> Path | None:
+    """Accuracy as regions are hidden in attention order, one line per score (mean over
+    seeds), and in random order (dashed: mean over every run)."""
+    group = runs.runs[(runs.runs["task"] == task) & (runs.runs["data"] == data)]
+    fig, ax = subplots(figsize=(6, 3.8))
+    randoms, fractions, drawn = [], None, False
+    for score in sorted(group["score"].unique()):
+        curves = []
+        for run_dir in group[group["score"] == score]["run_dir"]:
+            analysis = runs.records[run_dir].get("analysis") or {}
+            if analysis.get("attention") and analysis.get("random"):
+                fractions = analysis["fractions"]
+                curves.append(analysis["attention"])
+                randoms.append(analysis["random"])
+        if curves:
+            ax.plot([100 * f for f in fractions], np.mean(curves, axis=0), marker="o", markersize=3, label=score)
+            drawn = True
+    if not drawn:
+        return None
+    ax.plot([100 * f for f in fractions], np.mean(randoms, axis=0), "k--", label="random order (all)")
+    ax.set_xlabel("regions hidden (%)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"{task} on {data}: deletion curves (attention order)", fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return _save(fig, path)

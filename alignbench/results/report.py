@@ -19,8 +19,9 @@ from pathlib import Path
 import pandas as pd
 
 from .collect import RunSet, collect_runs
-from .figures import attention_heatmaps, entropy_per_map, metric_bars, validation_curves
-from .tables import Table, aggregate, ranking_table, task_groups, task_table
+from .figures import attention_heatmaps, deletion_curves, entropy_per_map, metric_bars, validation_curves
+from .tables import (Table, aggregate, interpretability_table, most_and_least, ranking_table, task_groups,
+                     task_table)
 
 TASK_TITLES = {"vqa": "Visual question answering", "retrieval": "Image-text retrieval", "t2i": "Text-to-image"}
 REAL_CEILING = ("test/real_r_precision", "test/real_attribute_acc", "test/real_object_acc")
@@ -160,6 +161,27 @@ def build_report(runs: RunSet, sources: list[str], staging: Path) -> list[str]:
                     target = figures / f"{slug}_samples_{_slug(score)}.png"
                     shutil.copyfile(grid, target)
                     doc.figure(target, f"figures/{target.name}", f"{task}/{data}: samples of {score}")
+    interpretable = [(t, d, interpretability_table(t, d, runs.runs, summary)) for t, d in groups]
+    interpretable = [(t, d, table) for t, d, table in interpretable if table is not None]
+    if interpretable:
+        doc.heading(2, "Interpretability")
+        doc.para("Is each score's attention where the evidence is? Every map is reduced the same way to attention "
+                 "mass per region (each map made a distribution over word-region pairs, summed over words, "
+                 "averaged over glimpses), on the first test questions (see each run's analysis settings).")
+    for task, data, table in interpretable:
+        doc.heading(3, f"{TASK_TITLES.get(task, task)}: {data}")
+        doc.table(table)
+        statements = []
+        for metric, what in (("test/aopc_gain", "faithful by AOPC gain"), ("test/tau_loo", "faithful by τ LOO"),
+                             ("test/pointing_acc", "grounded by pointing accuracy")):
+            pair = most_and_least(task, data, summary, metric)
+            if pair:
+                statements.append(f"Most {what}: {pair[0]}; least: {pair[1]}.")
+        if statements:
+            doc.para(" ".join(statements))
+        path = deletion_curves(task, data, runs, figures / f"{_slug(task, data)}_deletion.png")
+        if path is not None:
+            doc.figure(path, f"figures/{path.name}", f"{task}/{data}: deletion curves")
     doc.heading(2, "Skipped runs")
     doc.bullets([f"{path}: {reason}" for path, reason in runs.skipped] if runs.skipped else ["none"])
 

@@ -70,7 +70,8 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     """Long summary: one row per (task, data, score, metric) with ``n``, ``mean``, ``std``
     (sample std over seeds; NaN for one seed). Metrics are the ``test/`` columns and the
     info columns ``params``, ``score_params``, ``train_seconds``."""
-    value_cols = [c for c in runs.columns if c.startswith("test/")] + ["params", "score_params", "train_seconds"]
+    value_cols = [c for c in runs.columns if c.startswith("test/")] + ["params", "score_params", "train_seconds",
+                                                                       "analysis_seconds"]
     long = runs.melt(id_vars=["task", "data", "score", "seed"], value_vars=value_cols, var_name="metric")
     long["value"] = pd.to_numeric(long["value"], errors="coerce")
     long = long.dropna(subset=["value"])
@@ -99,6 +100,61 @@ def _stat(summary: pd.DataFrame, score: str, metric: str) -> tuple[float, float,
     return float(row["mean"]), float(row["std"]), int(row["n"])
 
 
+def _metric_rows(group_runs: pd.DataFrame, group: pd.DataFrame, scores: list[str],
+                 specs: list[tuple[str, str, int]]) -> tuple[list[list[str]], set[tuple[int, int]]]:
+    """Rows ``[score, seeds, metric cells…]`` and the best cells (per column, by direction;
+    none when all are equal)."""
+    means = {m: [_stat(group, s, m)[0] for s in scores] for m, _, _ in specs}
+    rows, best = [], set()
+    for i, score in enumerate(scores):
+        row = [score, str(int((group_runs["score"] == score).sum()))]
+        for j, (metric, _, direction) in enumerate(specs):
+            mean, std, _ = _stat(group, score, metric)
+            row.append(fmt_mean_std(mean, std))
+            column = [v for v in means[metric] if not math.isnan(v)]
+            if (direction and len(set(column)) > 1 and not math.isnan(mean)
+                    and mean == (max(column) if direction > 0 else min(column))):
+                best.add((i, 2 + j))
+        rows.append(row)
+    return rows, best
+
+
+INTERPRETABILITY = [("test/pointing_acc", "pointing acc", 1), ("test/pointing_chance", "pointing chance", 0),
+                    ("test/attn_mass_gt", "mass on truth", 1), ("test/attn_mass_chance", "mass chance", 0),
+                    ("test/aopc_gain", "AOPC gain", 1), ("test/flip_rate", "flip rate", 1),
+                    ("test/tau_ig", "τ IG", 1), ("test/tau_loo", "τ LOO", 1)]
+
+
+def interpretability_table(task: str, data: str, runs: pd.DataFrame, summary: pd.DataFrame) -> Table | None:
+    """Grounding and faithfulness per score (mean ± std over seeds), or None without them."""
+    group_runs = runs[(runs["task"] == task) & (runs["data"] == data)]
+    specs = [s for s in INTERPRETABILITY if s[0] in group_runs.columns and group_runs[s[0]].notna().any()]
+    if not specs:
+        return None
+    group = summary[(summary["task"] == task) & (summary["data"] == data)]
+    scores = sorted(group_runs["score"].unique())
+    rows, best = _metric_rows(group_runs, group, scores, specs)
+    for score, row in zip(scores, rows):
+        row.append(fmt(_stat(group, score, "analysis_seconds")[0], 0))
+    note = ("Pointing acc: the most-attended region touches what the question is about (chance: a random region); "
+            "mass on truth: attention mass on those pixels (chance: uniform attention); AOPC gain: accuracy drop "
+            "when hiding regions in attention order minus in random order, averaged over 10–90% hidden; flip "
+            "rate: answers that change when the single most-attended region is hidden; τ: Kendall rank "
+            "correlation of attention with integrated-gradients and leave-one-out importance; analysis s: the analysis' cost "
+            "per run. Percent except τ.")
+    columns = ["score", "seeds"] + [lab for _, lab, _ in specs] + ["analysis s"]
+    return Table(f"Interpretability: {task} on {data}", columns, rows, best, note)
+
+
+def most_and_least(task: str, data: str, summary: pd.DataFrame, metric: str) -> tuple[str, str] | None:
+    """The scores with the highest and lowest mean ``metric`` in a comparison."""
+    stats = summary[(summary["task"] == task) & (summary["data"] == data) & (summary["metric"] == metric)]
+    if len(stats) < 2:
+        return None
+    ordered = stats.sort_values(["mean", "score"], ascending=[False, True])
+    return str(ordered.iloc[0]["score"]), str(ordered.iloc[-1]["score"])
+
+
 def task_table(task: str, data: str, runs: pd.DataFrame, summary: pd.DataFrame) -> Table:
     """One row per score: each metric as mean ± std over seeds (best per column marked),
     the number of seeds, a delta of the primary metric to ``scaled_dot``, params, train time."""
@@ -112,24 +168,13 @@ def task_table(task: str, data: str, runs: pd.DataFrame, summary: pd.DataFrame) 
     if has_baseline:
         columns.append(f"Δ {dict((m, lab) for m, lab, _ in specs)[primary]} vs {BASELINE}")
     columns += [label for _, label, _ in INFO]
-    means = {m: [_stat(group, s, m)[0] for s in scores] for m, _, _ in specs}
-    rows, best = [], set()
-    for i, score in enumerate(scores):
-        n = int((group_runs["score"] == score).sum())
-        row = [score, str(n)]
-        for j, (metric, _, direction) in enumerate(specs):
-            mean, std, _ = _stat(group, score, metric)
-            row.append(fmt_mean_std(mean, std))
-            column = [v for v in means[metric] if not math.isnan(v)]
-            if (direction and len(set(column)) > 1 and not math.isnan(mean)
-                    and mean == (max(column) if direction > 0 else min(column))):
-                best.add((i, 2 + j))
+    rows, best = _metric_rows(group_runs, group, scores, specs)
+    for i, (score, row) in enumerate(zip(scores, rows)):
         if has_baseline:
             delta = _stat(group, score, primary)[0] - _stat(group, BASELINE, primary)[0]
             row.append("–" if score == BASELINE else f"{delta:+.2f}")
         row.append(fmt(_stat(group, score, "params")[0], 0))
         row.append(fmt(_stat(group, score, "train_seconds")[0], 0))
-        rows.append(row)
     note = "Mean ± sample std over seeds (no std for one seed); best per column in bold (unless all are equal)."
     if task == "t2i":
         note += " *FID-feat is a Fréchet distance on the matching evaluator's features, not comparable with published Inception FID."

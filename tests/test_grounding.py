@@ -1,0 +1,107 @@
+"""Grounding and faithfulness measures on hand-made cases, and the VQA analysis end to end."""
+
+import itertools
+import json
+
+import pytest
+import torch
+
+from alignbench.analysis import region_cover
+from alignbench.data.synthetic import boxes_mask
+from alignbench.metrics.grounding import (aopc, area_share, deletion_order, keep_masks, kendall_tau, mass_inside,
+                                          pointing_chance, pointing_hits)
+
+
+def test_pointing_and_mass_on_hand_made_maps():
+    cover = torch.tensor([[0.0, 0.5, 1.0, 0.0], [0.0, 0.0, 0.0, 0.25]])
+    mass = torch.tensor([[0.1, 0.2, 0.6, 0.1], [0.7, 0.1, 0.1, 0.1]])
+    assert pointing_hits(mass, cover).tolist() == [1.0, 0.0]  # argmax on an object / on background
+    assert pointing_chance(cover).tolist() == [0.5, 0.25]  # 2 of 4, 1 of 4 regions touch an object
+    assert mass_inside(mass, cover).tolist() == pytest.approx([0.2 * 0.5 + 0.6, 0.1 * 0.25])
+    uniform = torch.full((2, 4), 0.25)
+    assert mass_inside(uniform, cover).tolist() == pytest.approx(area_share(cover).tolist())
+
+
+def test_deletion_order_masks_and_aopc():
+    mass = torch.tensor([[0.1, 0.4, 0.2, 0.3]])
+    order = deletion_order(mass)
+    assert order.tolist() == [[1, 3, 2, 0]]
+    assert keep_masks(order, 0.5).tolist() == [[True, False, True, False]]
+    assert keep_masks(order, 0.0).all() and keep_masks(order, 1.0).sum() == 1  # one region always stays
+    random = deletion_order(mass, torch.Generator().manual_seed(0), random=True)
+    assert sorted(random[0].tolist()) == [0, 1, 2, 3]
+    assert aopc([80, 70, 60, 40, 20, 10]) == pytest.approx((10 + 20 + 40 + 60 + 70) / 5)
+    with pytest.raises(ValueError, match="3 curve points for 6 fractions"):
+        aopc([1, 2, 3])
+
+
+def literal_tau_b(x, y):
+    """Kendall's tau-b by its definition, pair by pair."""
+    concordant = discordant = ties_x = ties_y = 0
+    for i, j in itertools.combinations(range(len(x)), 2):
+        dx, dy = x[i] - x[j], y[i] - y[j]
+        if dx == 0 and dy == 0:
+            continue
+        if dx == 0:
+            ties_x += 1
+        elif dy == 0:
+            ties_y += 1
+        elif dx * dy > 0:
+            concordant += 1
+        else:
+            discordant += 1
+    n0 = concordant + discordant
+    return (concordant - discordant) / ((n0 + ties_x) * (n0 + ties_y)) ** 0.5
+
+
+def test_kendall_tau_matches_its_definition_with_ties():
+    g = torch.Generator().manual_seed(3)
+    a = torch.randint(0, 5, (40, 9), generator=g).double()  # many ties
+    b = torch.randint(0, 5, (40, 9), generator=g).double()
+    got = kendall_tau(a, b)
+    for row in range(40):
+        assert got[row].item() == pytest.approx(literal_tau_b(a[row].tolist(), b[row].tolist()))
+    x = torch.arange(6.0)[None]
+    assert kendall_tau(x, x).item() == pytest.approx(1.0) and kendall_tau(x, -x).item() == pytest.approx(-1.0)
+    assert torch.isnan(kendall_tau(x, torch.ones(1, 6))).all()  # constant importance: undefined
+
+
+def test_region_cover_of_boxes():
+    mask = boxes_mask(torch.tensor([[0.0, 0.0, 8.0, 8.0], [12.0, 12.0, 16.0, 14.0]]), 16)
+    assert int(mask.sum()) == 64 + 8
+    cover = region_cover(mask[None], 2)  # four 8x8 cells
+    assert cover.tolist() == [[1.0, 0.0, 0.0, 8 / 64]]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from alignbench.cli import main
+
+    run_dir = tmp_path_factory.mktemp("analysis") / "run"
+    assert main(["train", "task=vqa", "preset=tiny", "trainer.max_epochs=2", f"hydra.run.dir={run_dir}"]) == 0
+    return run_dir
+
+
+def test_analysis_is_recorded_and_consistent(tiny_run):
+    record = json.loads((tiny_run / "run.json").read_text())
+    m, curves = record["metrics"], record["analysis"]
+    for key in ("pointing_acc", "pointing_chance", "attn_mass_gt", "attn_mass_chance", "aopc_gain", "tau_ig",
+                "tau_loo", "flip_rate"):
+        assert f"test/{key}" in m, key
+    assert curves["examples"] == 256 and curves["costly_examples"] == 64 and record["analysis_seconds"] > 0
+    # nothing deleted: both curves start at the test accuracy of those (all) questions
+    assert curves["attention"][0] == pytest.approx(m["test/vqa_acc"]) == pytest.approx(curves["random"][0])
+    assert 0 < m["test/pointing_chance"] < 100 and 0 < m["test/attn_mass_chance"] < 100
+    assert -1 <= m["test/tau_ig"] <= 1 and -1 <= m["test/tau_loo"] <= 1
+
+
+def test_analyze_command_rewrites_the_record(tiny_run, capsys):
+    from alignbench.cli import main
+
+    before = json.loads((tiny_run / "run.json").read_text())
+    assert main(["analyze", str(tiny_run), "--examples", "64", "--costly-examples", "8"]) == 0
+    after = json.loads((tiny_run / "run.json").read_text())
+    assert after["analysis"]["examples"] == 64 and after["analysis"]["costly_examples"] == 8
+    assert after["metrics"]["test/vqa_acc"] == before["metrics"]["test/vqa_acc"]  # training results untouched
+    assert "pointing_acc" in capsys.readouterr().out
+    assert main(["analyze", str(tiny_run.parent / "nope")]) == 2
