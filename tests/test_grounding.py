@@ -105,3 +105,20 @@ def test_analyze_command_rewrites_the_record(tiny_run, capsys):
     assert after["metrics"]["test/vqa_acc"] == before["metrics"]["test/vqa_acc"]  # training results untouched
     assert "pointing_acc" in capsys.readouterr().out
     assert main(["analyze", str(tiny_run.parent / "nope")]) == 2
+
+
+def test_retrieval_analysis_is_recorded_and_consistent(tmp_path):
+    from alignbench.cli import main
+
+    run_dir = tmp_path / "retrieval"
+    assert main(["train", "task=retrieval", "data.train_scenes=120", "data.val_scenes=20", "data.test_scenes=30",
+                 "model.hidden_dim=32", "model.embed_dim=16", "model.channels=[8,16,16]", "trainer.max_epochs=1",
+                 "analysis.costly_examples=8", f"hydra.run.dir={run_dir}"]) == 0
+    record = json.loads((run_dir / "run.json").read_text())
+    m, curves = record["metrics"], record["analysis"]
+    for key in ("pointing_acc", "pointing_chance", "attn_mass_gt", "attn_mass_chance", "aopc_gain", "tau_ig",
+                "tau_loo", "flip_rate"):
+        assert f"test/{key}" in m, key
+    assert curves["metric"] == "t2i_r1" and curves["images"] == 30 and curves["examples"] == 150
+    # the gallery is the whole test split: nothing hidden gives the test t2i R@1
+    assert curves["attention"][0] == pytest.approx(m["test/t2i_r1"]) == pytest.approx(curves["random"][0])

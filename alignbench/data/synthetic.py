@@ -74,11 +74,7 @@ class SyntheticVQADataModule(VQADataModule):
     def _make_split(self, split: str) -> dict:
         scenes, images, seed = render_split(split, self.counts, self.limit, self.data_seed, self.scene_config)
         examples = build_vqa_examples(scenes, seed, self.questions_per_scene, self.type_weights)
-        boxes = torch.zeros(len(scenes), self.scene_config.max_objects, 4)
-        for i, s in enumerate(scenes):
-            for k, obj in enumerate(s.objects):
-                boxes[i, k] = torch.tensor(obj.box)
-        return {"images": images, "examples": examples, "object_boxes": boxes,
+        return {"images": images, "examples": examples, "object_boxes": object_boxes(scenes, self.scene_config),
                 "object_count": torch.tensor([len(s.objects) for s in scenes])}
 
     def build(self) -> dict[str, VQATensors]:
@@ -111,13 +107,28 @@ class SyntheticVQADataModule(VQADataModule):
         question about no object, e.g. a "no" existence answer)."""
         self.setup()
         data = self.splits[split]
-        out = torch.zeros(len(questions), self.image_size, self.image_size, dtype=torch.bool)
-        for row, q in enumerate(questions):
-            image = int(data.image_index[q])
-            mentioned = data.extras["mentioned"][q]
-            if mentioned:
-                out[row] = boxes_mask(data.extras["object_boxes"][image][list(mentioned)], self.image_size)
-        return out
+        return mentioned_masks(data.extras, data.image_index, questions, self.image_size)
+
+
+def object_boxes(scenes: list, config: SceneConfig) -> torch.Tensor:
+    """Pixel boxes ``[N, max_objects, 4]`` of every scene's objects (zeros past the last)."""
+    boxes = torch.zeros(len(scenes), config.max_objects, 4)
+    for i, s in enumerate(scenes):
+        for k, obj in enumerate(s.objects):
+            boxes[i, k] = torch.tensor(obj.box)
+    return boxes
+
+
+def mentioned_masks(extras: dict, image_of: torch.Tensor, items: list[int], size: int) -> torch.Tensor:
+    """Bool ``[N, size, size]``: the boxes of the objects that each of ``items`` (questions
+    or captions; ``image_of[item]`` is its image) mentions, from ``extras["mentioned"]`` and
+    ``extras["object_boxes"]``."""
+    out = torch.zeros(len(items), size, size, dtype=torch.bool)
+    for row, item in enumerate(items):
+        mentioned = extras["mentioned"][item]
+        if mentioned:
+            out[row] = boxes_mask(extras["object_boxes"][int(image_of[item])][list(mentioned)], size)
+    return out
 
 
 def boxes_mask(boxes: torch.Tensor, size: int) -> torch.Tensor:
@@ -152,13 +163,20 @@ class SyntheticRetrievalDataModule(RetrievalDataModule):
     def _make_split(self, split: str) -> dict:
         scenes, images, seed = render_split(split, self.counts, self.limit, self.data_seed, self.scene_config)
         examples = build_caption_examples(scenes, seed, self.captions_per_image, self.caption_config)
-        return {"images": images, "examples": examples}
+        return {"images": images, "examples": examples, "object_boxes": object_boxes(scenes, self.scene_config)}
 
     def build(self) -> dict[str, RetrievalSplit]:
         raw, self.vocab, encoded = caption_view(self, "synthetic-captions")
         return {split: RetrievalSplit(tokens, mask, caption_image, images=raw[split]["images"],
-                                      extras={"mentioned": [e["mentioned"] for e in raw[split]["examples"]]})
+                                      extras={"mentioned": [e["mentioned"] for e in raw[split]["examples"]],
+                                              "object_boxes": raw[split]["object_boxes"]})
                 for split, (_, tokens, mask, caption_image) in encoded.items()}
+
+    def grounding_masks(self, split: str, captions: list[int]) -> torch.Tensor:
+        """The bounding boxes of the objects each caption mentions."""
+        self.setup()
+        data = self.splits[split]
+        return mentioned_masks(data.extras, data.caption_image, captions, self.image_size)
 
 
 def configure_caption_view(module, scene_config: SceneConfig, caption_config: CaptionConfig,

@@ -168,6 +168,13 @@ class RetrievalModule(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._evaluate("test")
 
+    def interpret(self, datamodule, **settings) -> dict:
+        """Grounding and faithfulness of the captions' attention on their own images
+        (:func:`alignbench.analysis.analyze_retrieval`)."""
+        from ..analysis import analyze_retrieval
+
+        return analyze_retrieval(self, datamodule, **settings)
+
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
         if self.hparams.lr_schedule == "constant":

@@ -161,13 +161,13 @@ def deletion_curves(task: str, data: str, runs: RunSet, path: Path) -> Path | No
     seeds), and in random order (dashed: mean over every run)."""
     group = runs.runs[(runs.runs["task"] == task) & (runs.runs["data"] == data)]
     fig, ax = subplots(figsize=(6, 3.8))
-    randoms, fractions, drawn = [], None, False
+    randoms, fractions, drawn, metric = [], None, False, "accuracy"
     for score in sorted(group["score"].unique()):
         curves = []
         for run_dir in group[group["score"] == score]["run_dir"]:
             analysis = runs.records[run_dir].get("analysis") or {}
             if analysis.get("attention") and analysis.get("random"):
-                fractions = analysis["fractions"]
+                fractions, metric = analysis["fractions"], analysis.get("metric", metric)
                 curves.append(analysis["attention"])
                 randoms.append(analysis["random"])
         if curves:
@@ -177,7 +177,7 @@ def deletion_curves(task: str, data: str, runs: RunSet, path: Path) -> Path | No
         return None
     ax.plot([100 * f for f in fractions], np.mean(randoms, axis=0), "k--", label="random order (all)")
     ax.set_xlabel("regions hidden (%)")
-    ax.set_ylabel("accuracy (%)")
+    ax.set_ylabel(f"{metric} (%)")
     ax.set_title(f"{task} on {data}: deletion curves (attention order)", fontsize=10)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()

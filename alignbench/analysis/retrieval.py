@@ -1,0 +1,135 @@
+"""Interpretability of a trained retrieval model's attention (captions attending over
+their own image's regions): grounding and faithfulness.
+
+On a gallery of the first ``examples`` test images and all their captions, each
+caption's attention on its own image is reduced to mass per region as for VQA
+(:func:`~alignbench.models.examples.region_mass`). Grounding: pointing game and mass on
+the boxes of the objects the caption mentions. Faithfulness, with the caption's own image
+losing regions (hidden from the attention) while every other image stays whole:
+text-to-image R@1 at the deletion fractions in attention and in random order
+(``aopc_gain``), the flip rate of the top-1 image when the single most-attended region is
+hidden, and on ``costly_examples`` captions Kendall τ between attention and the
+integrated-gradients / leave-one-out importance of each region for the caption-image
+similarity (magnitudes).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..metrics.grounding import (DELETION_FRACTIONS, aopc, area_share, deletion_order, keep_masks, kendall_tau,
+                                 mass_inside, pointing_chance, pointing_hits)
+from ..models.examples import region_mass
+from ..models.matching import chunked_similarity
+from .vqa import region_cover
+
+
+def _own_similarity(matcher, words, word_mask, regions, region_mask, chunk: int = 25) -> torch.Tensor:
+    """Similarity of each caption ``j`` with its own image ``regions[j]`` (one row per
+    caption), region mask ``[Nc, R]`` applied; ``[Nc]``."""
+    out = []
+    for i in range(0, len(words), chunk):
+        sl = slice(i, i + chunk)
+        sims, _ = matcher(words[sl], word_mask[sl], regions[sl], None if region_mask is None else region_mask[sl])
+        out.append(sims.diagonal())  # [images, captions] of the chunk: its diagonal pairs each caption with its image
+    return torch.cat(out)
+
+
+def _t2i_hits(own: torch.Tensor, others_best: torch.Tensor) -> torch.Tensor:
+    return (own > others_best).float()  # a tie counts against the caption
+
+
+@torch.no_grad()
+def _encode(model, datamodule, split: str, images: int):
+    data = datamodule.splits[split]
+    batch = data.eval_batch(list(range(min(images, data.n_images))))
+    regions, region_mask = model.encode_images(batch)
+    words = model.text(batch["caption"])
+    return regions, region_mask, words, batch["caption_mask"], batch["caption_image"]
+
+
+def analyze_retrieval(model, datamodule, split: str = "test", examples: int = 200, costly_examples: int = 32,
+                      ig_steps: int = 16, seed: int = 0, **_) -> dict:
+    """The interpretability measures of a :class:`RetrievalModule` on ``split`` (see the
+    module docstring); the gallery is the first images whose captions number about
+    ``examples``."""
+    from captum.attr import IntegratedGradients
+
+    start = time.perf_counter()
+    model.eval()
+    matcher = model.matcher
+    data = datamodule.splits[split]
+    images = max(2, round(examples * data.n_images / len(data.captions)))
+    regions, region_mask, words, word_mask, caption_image = _encode(model, datamodule, split, images)
+    with torch.no_grad():
+        sims = chunked_similarity(matcher, words, word_mask, regions, region_mask)  # [Ni, Nc]
+        own_regions = regions[caption_image]
+        own_mask = None if region_mask is None else region_mask[caption_image]
+        logits = matcher.score(words, own_regions)
+        weights = matcher.normalize(logits, word_mask, own_mask)
+    mass = region_mass(weights, matcher.normalization, word_mask).float()
+    cols = torch.arange(sims.shape[1])
+    others = sims.clone()
+    others[caption_image, cols] = float("-inf")
+    others_best = others.max(0).values  # each caption's best other image (stays whole)
+    metrics: dict[str, float] = {}
+    truth = datamodule.grounding_masks(split, list(range(len(caption_image)))) \
+        if hasattr(datamodule, "grounding_masks") else None
+    grid = int(round(mass.shape[1] ** 0.5))
+    if truth is not None and grid * grid == mass.shape[1]:
+        cover = region_cover(truth, grid)
+        about = cover.sum(1) > 0
+        metrics["test/pointing_acc"] = float(pointing_hits(mass[about], cover[about]).mean() * 100)
+        metrics["test/pointing_chance"] = float(pointing_chance(cover[about]).mean() * 100)
+        metrics["test/attn_mass_gt"] = float(mass_inside(mass[about], cover[about]).mean() * 100)
+        metrics["test/attn_mass_chance"] = float(area_share(cover[about]).mean() * 100)
+    generator = torch.Generator().manual_seed(seed)
+    orders = {"attention": deletion_order(mass), "random": deletion_order(mass, generator, random=True)}
+    curves: dict[str, list[float]] = {}
+    with torch.no_grad():
+        for name, order in orders.items():
+            curves[name] = []
+            for fraction in DELETION_FRACTIONS:
+                keep = keep_masks(order, fraction)
+                keep = keep if own_mask is None else keep & own_mask
+                own = _own_similarity(matcher, words, word_mask, own_regions, keep)
+                curves[name].append(float(_t2i_hits(own, others_best).mean() * 100))
+        top = sims.argmax(0)
+        keep = keep_masks(orders["attention"], 1 / mass.shape[1])
+        own = _own_similarity(matcher, words, word_mask, own_regions, keep if own_mask is None else keep & own_mask)
+        # the top-1 image changes when the own image was top-1 and now falls below the best other, or vice versa
+        was_own = top == caption_image
+        now_own = own > others_best
+        metrics["test/flip_rate"] = float((was_own != now_own).float().mean() * 100)
+    metrics["test/aopc_gain"] = aopc(curves["attention"]) - aopc(curves["random"])
+
+    k = min(costly_examples, len(caption_image))
+    if k:
+        sub = slice(0, k)
+        w, wm, v = words[sub].detach(), word_mask[sub], own_regions[sub].detach()
+
+        def pair_similarity(regions_in, words_in, mask_in):
+            return _own_similarity(matcher, words_in, mask_in, regions_in, None, chunk=1)
+
+        attr = IntegratedGradients(pair_similarity).attribute(
+            v, baselines=torch.zeros_like(v), additional_forward_args=(w, wm), n_steps=ig_steps)
+        ig = attr.sum(-1).detach().abs()
+        with torch.no_grad():
+            full = _own_similarity(matcher, w, wm, v, None)
+            loo = torch.empty(k, v.shape[1])
+            for r in range(v.shape[1]):
+                keep = torch.ones(k, v.shape[1], dtype=torch.bool)
+                keep[:, r] = False
+                loo[:, r] = (full - _own_similarity(matcher, w, wm, v, keep)).abs()
+        for name, importance in (("tau_ig", ig), ("tau_loo", loo)):
+            tau = kendall_tau(mass[sub], importance)
+            tau = tau[~torch.isnan(tau)]
+            if len(tau):
+                metrics[f"test/{name}"] = float(tau.mean())
+    return {"metrics": metrics, "deletion": {"fractions": list(DELETION_FRACTIONS), **curves,
+                                             "metric": "t2i_r1", "examples": int(len(caption_image)),
+                                             "images": int(len(regions)),
+                                             "costly_examples": k},
+            "seconds": time.perf_counter() - start}
