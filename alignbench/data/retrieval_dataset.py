@@ -59,6 +59,10 @@ class RetrievalSplit:
         return {"caption": self.captions[idx, :width], "caption_mask": self.caption_mask[idx, :width],
                 "image_row": image_row, "image_index": uniq, **self.visual(uniq)}
 
+    def captions_of(self, image: int) -> torch.Tensor:
+        """Indices of the captions of ``image``, in caption order (as :meth:`eval_batch` lists them)."""
+        return self._captions_of[image]
+
     def eval_batch(self, image_ids: list[int]) -> dict:
         rows = torch.as_tensor(image_ids, dtype=torch.long)
         caps = torch.cat([self._captions_of[i] for i in image_ids])

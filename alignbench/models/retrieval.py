@@ -13,6 +13,7 @@ from torch import nn
 from ..metrics.entropy import map_entropy
 from ..metrics.retrieval import recall_at_k
 from .encoders import ConvGridEncoder, RegionEncoder, TextEncoder
+from .examples import region_mass, save_attention_examples
 from .matching import CrossAttentionMatcher, chunked_similarity
 
 LR_SCHEDULES = ("cosine", "constant")
@@ -164,6 +165,30 @@ class RetrievalModule(pl.LightningModule):
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._collect(batch, "test")
+        if batch_idx == 0 and "image" in batch and self.global_rank == 0:
+            self._save_examples(batch)
+
+    def _save_examples(self, batch: dict, k: int = 8) -> None:
+        """The first test captions' attention on their own image (see :mod:`.examples`)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if not hasattr(datamodule, "vocab"):
+            return
+        k = min(k, len(batch["caption"]))
+        rows = batch["caption_image"][:k] - batch["image_index"][0]  # eval batches hold consecutive images
+        if (rows < 0).any() or (rows >= len(batch["image_index"])).any():
+            return
+        regions, region_mask = self.encode_images(batch)
+        words, mask = self.text(batch["caption"][:k]), batch["caption_mask"][:k]
+        weights = self.matcher.normalize(self.matcher.score(words, regions[rows]), mask,
+                                         None if region_mask is None else region_mask[rows])
+        texts = [" ".join(datamodule.vocab.itos[t] for t in batch["caption"][i][mask[i]].tolist()) for i in range(k)]
+        truth = None
+        if hasattr(datamodule, "grounding_masks"):
+            split = datamodule.splits["test"]
+            captions = torch.cat([split.captions_of(int(i)) for i in batch["image_index"]])[:k]
+            truth = datamodule.grounding_masks("test", captions.tolist())
+        save_attention_examples(self.trainer.default_root_dir, batch["image"][rows], texts,
+                                region_mass(weights, self.matcher.normalization, mask), None, truth)
 
     def on_test_epoch_end(self) -> None:
         self._evaluate("test")
