@@ -176,7 +176,8 @@ def evaluate(run_dir: str | Path, overrides: list[str] | None = None, checkpoint
 def analyze(run_dir: str | Path, examples: int | None = None, costly_examples: int | None = None,
             checkpoint: str = "best") -> dict:
     """Recompute the interpretability analysis of a finished run from its checkpoint and
-    write it into its ``run.json`` (atomically); returns the updated record."""
+    write it into its ``run.json`` (atomically), with its attention examples; returns the
+    updated record."""
     import torch
 
     run_dir = Path(run_dir)
@@ -199,6 +200,8 @@ def analyze(run_dir: str | Path, examples: int | None = None, costly_examples: i
     if costly_examples is not None:
         settings["costly_examples"] = costly_examples
     metrics, fields = interpretation(model, datamodule, settings, seed=int(resolved["seed"]))
+    if hasattr(model, "write_examples"):  # the attention examples too, with the current code's ground truth
+        model.write_examples(datamodule, run_dir)
     record["metrics"] = {**record["metrics"], **metrics}
     record.update(fields)
     write_json_atomic(run_dir / RECORD_NAME, record)

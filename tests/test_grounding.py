@@ -99,7 +99,12 @@ def test_analyze_command_rewrites_the_record(tiny_run, capsys):
     from alignbench.cli import main
 
     before = json.loads((tiny_run / "run.json").read_text())
+    (tiny_run / "attention_examples.npz").unlink()
     assert main(["analyze", str(tiny_run), "--examples", "64", "--costly-examples", "8"]) == 0
+    import numpy as np
+
+    with np.load(tiny_run / "attention_examples.npz") as npz:  # written again, with the ground truth
+        assert npz["truth"].shape == (8, 64, 64) and npz["attention"].shape == (8, 16, 16)
     after = json.loads((tiny_run / "run.json").read_text())
     assert after["analysis"]["examples"] == 64 and after["analysis"]["costly_examples"] == 8
     assert after["metrics"]["test/vqa_acc"] == before["metrics"]["test/vqa_acc"]  # training results untouched

@@ -168,9 +168,17 @@ class RetrievalModule(pl.LightningModule):
         if batch_idx == 0 and "image" in batch and self.global_rank == 0:
             self._save_examples(batch)
 
-    def _save_examples(self, batch: dict, k: int = 8) -> None:
+    @torch.no_grad()
+    def write_examples(self, datamodule, run_dir) -> None:
+        """Save the attention examples of the first test batch into ``run_dir`` (as a test run does)."""
+        batch = next(iter(datamodule.test_dataloader()))
+        if "image" in batch:
+            self._save_examples(batch, datamodule=datamodule, run_dir=run_dir)
+
+    def _save_examples(self, batch: dict, k: int = 8, datamodule=None, run_dir=None) -> None:
         """The first test captions' attention on their own image (see :mod:`.examples`)."""
-        datamodule = getattr(self.trainer, "datamodule", None)
+        datamodule = datamodule or getattr(self.trainer, "datamodule", None)
+        run_dir = run_dir or self.trainer.default_root_dir
         if not hasattr(datamodule, "vocab"):
             return
         k = min(k, len(batch["caption"]))
@@ -187,7 +195,7 @@ class RetrievalModule(pl.LightningModule):
             split = datamodule.splits["test"]
             captions = torch.cat([split.captions_of(int(i)) for i in batch["image_index"]])[:k]
             truth = datamodule.grounding_masks("test", captions.tolist())
-        save_attention_examples(self.trainer.default_root_dir, batch["image"][rows], texts,
+        save_attention_examples(run_dir, batch["image"][rows], texts,
                                 region_mass(weights, self.matcher.normalization, mask), None, truth)
 
     def on_test_epoch_end(self) -> None:

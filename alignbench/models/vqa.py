@@ -134,10 +134,12 @@ class VQAModule(pl.LightningModule):
             for g, metric in enumerate(self.entropy[stage]):
                 metric.update(ent[:, g])
 
-    def _save_examples(self, batch: dict, weights: torch.Tensor, predictions: list[str]) -> None:
+    def _save_examples(self, batch: dict, weights: torch.Tensor, predictions: list[str], datamodule=None,
+                       run_dir=None) -> None:
         """The first test questions' attention over the image grid (see :mod:`.examples`)."""
         k = min(self.hparams.attention_examples, len(predictions))
-        datamodule = getattr(self.trainer, "datamodule", None)
+        datamodule = datamodule or getattr(self.trainer, "datamodule", None)
+        run_dir = run_dir or self.trainer.default_root_dir
         if k < 1 or self.global_rank != 0 or not hasattr(datamodule, "vocab"):
             return
         itos = datamodule.vocab.itos
@@ -149,8 +151,16 @@ class VQAModule(pl.LightningModule):
         truth = None
         if hasattr(datamodule, "grounding_masks") and "index" in batch:
             truth = datamodule.grounding_masks("test", batch["index"][:k].tolist())
-        save_attention_examples(self.trainer.default_root_dir, batch["image"][batch["image_row"][:k]], texts, mass,
-                                predictions[:k], truth)
+        save_attention_examples(run_dir, batch["image"][batch["image_row"][:k]], texts, mass, predictions[:k], truth)
+
+    @torch.no_grad()
+    def write_examples(self, datamodule, run_dir) -> None:
+        """Save the attention examples of the first test batch into ``run_dir`` (as a test run does)."""
+        batch = next(iter(datamodule.test_dataloader()))
+        if self.fusion is None or "image" not in batch:
+            return
+        logits, weights, _ = self(batch)
+        self._save_examples(batch, weights, [self.answers[i] for i in logits.argmax(1).tolist()], datamodule, run_dir)
 
     def _eval_epoch_end(self, stage: str) -> None:
         values = {f"{stage}/{k}": v for k, v in self.metrics[stage].compute().items()}
