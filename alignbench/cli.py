@@ -14,12 +14,9 @@ import os
 import sys
 from pathlib import Path
 
-from .config import CONF_DIR, GROUPS, group_options
+from .config import CONF_DIR, group_options
 
 EXIT_USAGE = 2
-# Hydra flags whose next word is their value
-HYDRA_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
-                     "--config-dir", "-cd", "--experimental-rerun"}
 LIST_GROUPS = {"scores": "score", "tasks": "task", "data": "data", "trainers": "trainer", "presets": "preset"}
 
 
@@ -39,80 +36,16 @@ def _describe(group: str, name: str, search_path: list[str]) -> str:
     return ""
 
 
-def _search_path(overrides: list[str]) -> list[str]:
-    """Directories given by a ``hydra.searchpath=[…]`` override (file:// or plain paths)."""
-    dirs: list[str] = []
-    for item in overrides:
-        key, _, value = item.lstrip("+").partition("=")
-        if key == "hydra.searchpath":
-            for part in value.strip("[]").split(","):
-                part = part.strip().strip("'\"")
-                if part.startswith("pkg://"):
-                    continue
-                dirs.append(part[len("file://"):] if part.startswith("file://") else part)
-    return dirs
-
-
-def validate_overrides(overrides: list[str]) -> None:
-    """Check config-group choices (also inside sweeps) before Hydra starts.
-
-    Raises :class:`UsageError` naming the bad value and the valid choices.
-    """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    search_path = _search_path(overrides)
-    plain: list[str] = []
-    skip = False
-    for item in overrides:
-        if skip:
-            skip = False
-        elif item in HYDRA_VALUE_FLAGS:
-            skip = True  # the next word is the flag's value, not an override
-        elif not item.startswith(("hydra.searchpath", "-")):
-            plain.append(item)
-    try:
-        parsed = OverridesParser.create().parse_overrides(plain)
-    except HydraException as err:
-        raise UsageError(f"cannot parse overrides: {str(err).splitlines()[0]}") from None
-    for override in parsed:
-        group = override.key_or_group
-        if group not in GROUPS or override.is_delete():
-            continue
-        valid = group_options(group, search_path)
-        if override.is_sweep_override():
-            if type(override.value()).__name__ == "Glob":
-                continue
-            values = list(override.sweep_string_iterator())
-        else:
-            values = [override.get_value_element_as_str()]
-        for value in values:
-            if value not in valid and not (group == "preset" and value == "null"):
-                raise UsageError(f"unknown {group} {value!r}; valid choices: {', '.join(valid)}")
-
-
-def _first_of_sweeps(overrides: list[str]) -> list[str]:
-    """The overrides of a sweep's first job (``a=1,2`` → ``a=1``; glob sweeps left out)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    plain = [o for o in overrides if not o.startswith("-")]
-    out = []
-    for text, override in zip(plain, OverridesParser.create().parse_overrides(plain)):
-        if not override.is_sweep_override():
-            out.append(text)
-        elif type(override.value()).__name__ != "Glob":
-            prefix = "+" if override.is_add() else ""
-            out.append(f"{prefix}{override.key_or_group}={next(iter(override.sweep_string_iterator()))}")
-    return out
-
-
 def preflight(overrides: list[str]) -> None:
-    """Compose the run's config and check its values before Hydra starts (see
-    :mod:`alignbench.preflight`); a problem is a :class:`UsageError`."""
-    from .preflight import ConfigError, check_run
+    """Check the overrides' group choices, then compose the run's config and check its
+    values, before Hydra starts (see :mod:`alignbench.preflight`); a problem is a
+    :class:`UsageError`."""
+    from .preflight import ConfigError, check_run, first_of_sweeps, validate_overrides
 
     try:
-        check_run(_first_of_sweeps(overrides))
+        validate_overrides(overrides)
+        if not {"--cfg", "-c", "--info", "--shell-completion", "-sc", "--hydra-help"} & set(overrides):
+            check_run(first_of_sweeps(overrides))
     except ConfigError as err:
         raise UsageError(str(err)) from None
 
@@ -122,9 +55,7 @@ def cmd_train(overrides: list[str]) -> int:
 
     from .train import FAILED_RUNS, hydra_entry
 
-    validate_overrides(overrides)
-    if not {"--cfg", "-c", "--info", "--shell-completion", "-sc", "--hydra-help"} & set(overrides):
-        preflight(overrides)
+    preflight(overrides)
     app = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(hydra_entry)
     # Hydra reads its overrides from sys.argv. Keep argv[0] the program that was run, so
     # that Lightning's DDP launcher, which re-runs `sys.argv` for every other process
@@ -198,7 +129,8 @@ def cmd_evaluate(run_dir: str, overrides: list[str], checkpoint: str, out: str |
     import json
 
     from .record import write_json_atomic
-    from .train import _rank_zero, evaluate
+    from .assembly import rank_zero
+    from .posthoc import evaluate
 
     if not (Path(run_dir) / "run.json").is_file():
         raise UsageError(f"no run record in {run_dir!r} (expected {Path(run_dir) / 'run.json'})")
@@ -209,7 +141,7 @@ def cmd_evaluate(run_dir: str, overrides: list[str], checkpoint: str, out: str |
         metrics = evaluate(run_dir, overrides, checkpoint)
     except FileNotFoundError as err:
         raise UsageError(str(err)) from None
-    if _rank_zero():
+    if rank_zero():
         if out:
             write_json_atomic(out, metrics)
         print(json.dumps(metrics, indent=2, sort_keys=True))
@@ -217,7 +149,7 @@ def cmd_evaluate(run_dir: str, overrides: list[str], checkpoint: str, out: str |
 
 
 def cmd_analyze(run_dirs: list[str], examples: int | None, costly: int | None) -> int:
-    from .train import analyze
+    from .posthoc import analyze
 
     for run_dir in run_dirs:
         if not (Path(run_dir) / "run.json").is_file():

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import CONF_DIR, group_options
 from .record import config_hash, read_record
-from .train import resumable_record
+from .runs import resumable_record
 
 import alignbench.experiments as _experiments  # noqa: E402 - experiments/ ships as alignbench.experiments
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from importlib import import_module
 from typing import Any
 
-from .config import CONF_DIR
+from .config import CONF_DIR, GROUPS, group_options
 
 
 class ConfigError(ValueError):
@@ -110,7 +110,7 @@ def check_run(overrides: list[str], build_data: bool = True) -> None:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from .train import data_config
+    from .assembly import data_config
 
     try:
         cfg = compose_run(overrides)
@@ -129,3 +129,75 @@ def check_run(overrides: list[str], build_data: bool = True) -> None:
             instantiate(data_cfg, seed=int(cfg.seed), _convert_="all")
         except Exception as err:  # noqa: BLE001 - reported as one line
             raise ConfigError(first_line(err)) from None
+
+
+# Hydra flags whose next word is their value
+HYDRA_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                     "--config-dir", "-cd", "--experimental-rerun"}
+
+
+def _search_path(overrides: list[str]) -> list[str]:
+    """Directories given by a ``hydra.searchpath=[…]`` override (file:// or plain paths)."""
+    dirs: list[str] = []
+    for item in overrides:
+        key, _, value = item.lstrip("+").partition("=")
+        if key == "hydra.searchpath":
+            for part in value.strip("[]").split(","):
+                part = part.strip().strip("'\"")
+                if part.startswith("pkg://"):
+                    continue
+                dirs.append(part[len("file://"):] if part.startswith("file://") else part)
+    return dirs
+
+
+def validate_overrides(overrides: list[str]) -> None:
+    """Check config-group choices (also inside sweeps) before Hydra starts.
+
+    Raises :class:`ConfigError` naming the bad value and the valid choices.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    search_path = _search_path(overrides)
+    plain: list[str] = []
+    skip = False
+    for item in overrides:
+        if skip:
+            skip = False
+        elif item in HYDRA_VALUE_FLAGS:
+            skip = True  # the next word is the flag's value, not an override
+        elif not item.startswith(("hydra.searchpath", "-")):
+            plain.append(item)
+    try:
+        parsed = OverridesParser.create().parse_overrides(plain)
+    except HydraException as err:
+        raise ConfigError(f"cannot parse overrides: {str(err).splitlines()[0]}") from None
+    for override in parsed:
+        group = override.key_or_group
+        if group not in GROUPS or override.is_delete():
+            continue
+        valid = group_options(group, search_path)
+        if override.is_sweep_override():
+            if type(override.value()).__name__ == "Glob":
+                continue
+            values = list(override.sweep_string_iterator())
+        else:
+            values = [override.get_value_element_as_str()]
+        for value in values:
+            if value not in valid and not (group == "preset" and value == "null"):
+                raise ConfigError(f"unknown {group} {value!r}; valid choices: {', '.join(valid)}")
+
+
+def first_of_sweeps(overrides: list[str]) -> list[str]:
+    """The overrides of a sweep's first job (``a=1,2`` → ``a=1``; glob sweeps left out)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    plain = [o for o in overrides if not o.startswith("-")]
+    out = []
+    for text, override in zip(plain, OverridesParser.create().parse_overrides(plain)):
+        if not override.is_sweep_override():
+            out.append(text)
+        elif type(override.value()).__name__ != "Glob":
+            prefix = "+" if override.is_add() else ""
+            out.append(f"{prefix}{override.key_or_group}={next(iter(override.sweep_string_iterator()))}")
+    return out

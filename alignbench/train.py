@@ -14,32 +14,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from .assembly import build_parts, interpretation, rank_zero, trainer_config
 from .config import score_label
 from .record import RECORD_NAME, config_hash, library_versions, read_record, write_json_atomic
+from .runs import find_completed, find_resumable, resumable_record
 
 log = logging.getLogger("alignbench")
 FAILED_RUNS: list[str] = []  # run dirs of failed runs in this process (a sweep goes on past them)
-DATA_KEYS = ("name", "tasks", "views")
-
-
-def _overlay(base: dict, top: dict) -> dict:
-    """``base`` with every non-null value of ``top``; nested dicts are overlaid key by key."""
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict):
-            out[key] = _overlay(out[key] if isinstance(out.get(key), dict) else {}, value)
-        elif value is not None:
-            out[key] = value
-    return out
-
-
-def data_config(data: dict, task: str) -> dict:
-    """The data-module config of ``task``: the task's view, overridden by the non-null
-    shared keys (nested ones too: ``data.scene.max_objects=3`` changes every view)."""
-    shared = {k: v for k, v in data.items() if k not in DATA_KEYS}
-    if "views" not in data:
-        return shared
-    return _overlay(data["views"][task], shared)
 
 
 class HistoryCallback(pl.Callback):
@@ -83,129 +64,8 @@ class HistoryCallback(pl.Callback):
             self.on_epoch()
 
 
-def _rank_zero() -> bool:
-    """Whether this is the process that writes records (global rank 0 under DDP)."""
-    from pytorch_lightning.utilities import rank_zero_only
-
-    return getattr(rank_zero_only, "rank", 0) == 0
-
-
 def _utc() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-RESUMABLE = ("running", "interrupted")  # a run that stopped without finishing (killed, Ctrl-C)
-
-
-def resumable_record(run_dir: Path, wanted_hash: str) -> dict | None:
-    """The record in ``run_dir`` if it is an unfinished run of the same config with a last
-    checkpoint to resume from."""
-    try:
-        record = read_record(run_dir)
-    except (OSError, ValueError):
-        return None
-    if (record.get("status") in RESUMABLE and record.get("config_hash") == wanted_hash
-            and (run_dir / "checkpoints" / "last.ckpt").is_file()):
-        return record
-    return None
-
-
-def find_resumable(root: str | Path, wanted_hash: str) -> Path | None:
-    """A run folder under ``root`` holding an unfinished run of the same config (see
-    :func:`resumable_record`)."""
-    root = Path(root)
-    if not root.is_dir():
-        return None
-    for path in sorted(root.rglob(RECORD_NAME)):
-        if resumable_record(path.parent, wanted_hash) is not None:
-            return path.parent
-    return None
-
-
-def trainer_config(trainer: dict, model: pl.LightningModule) -> dict:
-    """The trainer settings for ``model``: a manually optimised model (a GAN's two
-    optimisers) clips its own gradients, and under DDP leaves each step's other network
-    unused, so DDP must look for unused parameters."""
-    out = dict(trainer)
-    if not model.automatic_optimization:
-        out["gradient_clip_val"] = None
-        if out.get("strategy") == "ddp":
-            out["strategy"] = "ddp_find_unused_parameters_true"
-    return out
-
-
-def interpretation(model, datamodule, settings: dict, seed: int) -> tuple[dict, dict]:
-    """Run the model's interpretability analysis (on the CPU): its test metrics, and the
-    record fields ``analysis`` (deletion curves, examples used) and ``analysis_seconds``."""
-    result = model.cpu().interpret(datamodule, seed=seed, **settings)
-    return result["metrics"], {"analysis": result["deletion"], "analysis_seconds": result["seconds"]}
-
-
-def build_parts(resolved: dict) -> tuple[pl.LightningDataModule, pl.LightningModule]:
-    """The data module and task model of a resolved run config (seeded by its ``seed``)."""
-    pl.seed_everything(int(resolved["seed"]), workers=True, verbose=False)
-    datamodule = instantiate(data_config(resolved["data"], resolved["task"]["name"]), seed=int(resolved["seed"]),
-                             _convert_="all")
-    model = instantiate(resolved["model"], score=resolved["score"], **datamodule.metadata(),
-                        _convert_="all", _recursive_=False)
-    return datamodule, model
-
-
-def evaluate(run_dir: str | Path, overrides: list[str] | None = None, checkpoint: str = "best") -> dict[str, float]:
-    """Test metrics of a finished run's ``checkpoint`` (``best`` or ``last``), recomputed with
-    its recorded config and ``overrides`` (dotted ``key=value``, e.g. ``trainer.devices=2``).
-    The run's own files are not touched."""
-    import tempfile
-
-    run_dir = Path(run_dir)
-    record = read_record(run_dir)
-    ckpt = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"{ckpt}: no such checkpoint (valid: best, last)")
-    cfg = OmegaConf.merge(OmegaConf.create(record["config"]), OmegaConf.from_dotlist(list(overrides or [])))
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    datamodule, model = build_parts(resolved)
-    scratch = tempfile.mkdtemp(prefix="alignbench-evaluate-")
-    trainer_cfg = {**trainer_config(resolved["trainer"], model), "logger": False, "enable_checkpointing": False,
-                   "default_root_dir": scratch}
-    trainer = instantiate(trainer_cfg)
-    results = trainer.test(model, datamodule=datamodule, ckpt_path=str(ckpt), verbose=False)
-    return {k: float(v) for k, v in results[0].items()}
-
-
-def analyze(run_dir: str | Path, examples: int | None = None, costly_examples: int | None = None,
-            checkpoint: str = "best") -> dict:
-    """Recompute the interpretability analysis of a finished run from its checkpoint and
-    write it into its ``run.json`` (atomically), with its attention examples; returns the
-    updated record."""
-    import torch
-
-    run_dir = Path(run_dir)
-    record = read_record(run_dir)
-    if record.get("status") != "completed":
-        raise ValueError(f"{run_dir}: run is {record.get('status')!r}, not completed")
-    ckpt = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"{ckpt}: no such checkpoint (valid: best, last)")
-    resolved = record["config"]
-    datamodule, model = build_parts(resolved)
-    if not hasattr(model, "interpret"):
-        raise ValueError(f"{run_dir}: the {record['task']!r} task has no interpretability analysis yet (valid: vqa)")
-    model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"])
-    datamodule.setup("test")
-    settings = {k: v for k, v in (resolved.get("analysis") or {"examples": 500, "costly_examples": 64,
-                                                                "ig_steps": 16}).items() if k != "enabled"}
-    if examples is not None:
-        settings["examples"] = examples
-    if costly_examples is not None:
-        settings["costly_examples"] = costly_examples
-    metrics, fields = interpretation(model, datamodule, settings, seed=int(resolved["seed"]))
-    if hasattr(model, "write_examples"):  # the attention examples too, with the current code's ground truth
-        model.write_examples(datamodule, run_dir)
-    record["metrics"] = {**record["metrics"], **metrics}
-    record.update(fields)
-    write_json_atomic(run_dir / RECORD_NAME, record)
-    return record
 
 
 def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> dict[str, Any]:
@@ -225,7 +85,7 @@ def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> di
         "config": resolved, "config_hash": config_hash(resolved), "versions": library_versions(),
         "run_dir": str(run_dir), "started": started, "finished": None,
     }
-    writer = _rank_zero()
+    writer = rank_zero()
 
     def write_record() -> None:
         if writer:  # under DDP only global rank 0 writes the record
@@ -285,21 +145,6 @@ def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> di
         record["finished"] = _utc()
         write_record()
     return record
-
-
-def find_completed(root: str | Path, wanted_hash: str) -> Path | None:
-    """A ``run.json`` under ``root`` that is ``completed`` with config hash ``wanted_hash``."""
-    root = Path(root)
-    if not root.is_dir():
-        return None
-    for path in sorted(root.rglob(RECORD_NAME)):
-        try:
-            record = read_record(path.parent)
-        except (OSError, ValueError):
-            continue
-        if record.get("status") == "completed" and record.get("config_hash") == wanted_hash:
-            return path
-    return None
 
 
 def hydra_entry(cfg: DictConfig) -> float | None:

@@ -1,0 +1,69 @@
+"""Work on finished runs from their checkpoints: test metrics again (:func:`evaluate`,
+e.g. with more processes) and the interpretability analysis (:func:`analyze`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from .assembly import build_parts, interpretation, trainer_config
+from .record import RECORD_NAME, read_record, write_json_atomic
+
+
+def evaluate(run_dir: str | Path, overrides: list[str] | None = None, checkpoint: str = "best") -> dict[str, float]:
+    """Test metrics of a finished run's ``checkpoint`` (``best`` or ``last``), recomputed with
+    its recorded config and ``overrides`` (dotted ``key=value``, e.g. ``trainer.devices=2``).
+    The run's own files are not touched."""
+    import tempfile
+
+    run_dir = Path(run_dir)
+    record = read_record(run_dir)
+    ckpt = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"{ckpt}: no such checkpoint (valid: best, last)")
+    cfg = OmegaConf.merge(OmegaConf.create(record["config"]), OmegaConf.from_dotlist(list(overrides or [])))
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    datamodule, model = build_parts(resolved)
+    scratch = tempfile.mkdtemp(prefix="alignbench-evaluate-")
+    trainer_cfg = {**trainer_config(resolved["trainer"], model), "logger": False, "enable_checkpointing": False,
+                   "default_root_dir": scratch}
+    trainer = instantiate(trainer_cfg)
+    results = trainer.test(model, datamodule=datamodule, ckpt_path=str(ckpt), verbose=False)
+    return {k: float(v) for k, v in results[0].items()}
+
+
+def analyze(run_dir: str | Path, examples: int | None = None, costly_examples: int | None = None,
+            checkpoint: str = "best") -> dict:
+    """Recompute the interpretability analysis of a finished run from its checkpoint and
+    write it into its ``run.json`` (atomically), with its attention examples; returns the
+    updated record."""
+    import torch
+
+    run_dir = Path(run_dir)
+    record = read_record(run_dir)
+    if record.get("status") != "completed":
+        raise ValueError(f"{run_dir}: run is {record.get('status')!r}, not completed")
+    ckpt = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"{ckpt}: no such checkpoint (valid: best, last)")
+    resolved = record["config"]
+    datamodule, model = build_parts(resolved)
+    if not hasattr(model, "interpret"):
+        raise ValueError(f"{run_dir}: the {record['task']!r} task has no interpretability analysis yet (valid: vqa)")
+    model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"])
+    datamodule.setup("test")
+    settings = {k: v for k, v in (resolved.get("analysis") or {"examples": 500, "costly_examples": 64,
+                                                                "ig_steps": 16}).items() if k != "enabled"}
+    if examples is not None:
+        settings["examples"] = examples
+    if costly_examples is not None:
+        settings["costly_examples"] = costly_examples
+    metrics, fields = interpretation(model, datamodule, settings, seed=int(resolved["seed"]))
+    if hasattr(model, "write_examples"):  # the attention examples too, with the current code's ground truth
+        model.write_examples(datamodule, run_dir)
+    record["metrics"] = {**record["metrics"], **metrics}
+    record.update(fields)
+    write_json_atomic(run_dir / RECORD_NAME, record)
+    return record
