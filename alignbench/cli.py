@@ -115,7 +115,7 @@ def cmd_compare(overrides: list[str]) -> int:
         raise UsageError(f"compare: {str(err).splitlines()[0]}") from None
     except ValueError as err:
         raise UsageError(f"compare: {err}") from None
-    report, failed = run_comparison(cfg)
+    report, failed = run_comparison(cfg, jobs=jobs)
     print(f"report: {report}")
     print(f"        {report.with_suffix('.html')}")
     if failed:

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .config import CONF_DIR, group_options
+from .config import group_options
+from .preflight import compose_run
 from .record import config_hash, read_record
 from .runs import resumable_record
 
@@ -41,6 +42,7 @@ class Job:
     seed: int
     overrides: list[str]
     run_dir: Path
+    config_hash: str = ""  # of the composed training config (filled by :func:`plan`)
 
     @property
     def label(self) -> str:
@@ -53,15 +55,6 @@ def compose_experiment(overrides: list[str]) -> DictConfig:
 
     with initialize_config_dir(str(EXPERIMENTS_DIR), version_base="1.3"):
         return compose("compare", overrides=overrides)
-
-
-def compose_run(overrides: list[str]) -> dict:
-    """The resolved training config of one job, as ``alignbench train`` would compose it."""
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def plan(cfg: DictConfig) -> list[Job]:
@@ -86,22 +79,24 @@ def plan(cfg: DictConfig) -> list[Job]:
         for score in scores:
             for seed in range(int(cfg.first_seed), int(cfg.first_seed) + int(cfg.seeds)):
                 overrides = [f"task={task}", f"score={score}", f"seed={seed}", *cfg.preset.runs[task], *cfg.train]
-                jobs.append(Job(task, score, seed, overrides, out / "runs" / task / score / f"seed{seed}"))
+                resolved = OmegaConf.to_container(compose_run(overrides), resolve=True)
+                jobs.append(Job(task, score, seed, overrides, out / "runs" / task / score / f"seed{seed}",
+                                config_hash(resolved)))
     return jobs
 
 
-def is_done(job: Job, expected_hash: str) -> bool:
+def is_done(job: Job) -> bool:
     """Whether ``job`` already has a completed record of the same config."""
     try:
         record = read_record(job.run_dir)
     except (OSError, ValueError):
         return False
-    return record.get("status") == "completed" and record.get("config_hash") == expected_hash
+    return record.get("status") == "completed" and record.get("config_hash") == job.config_hash
 
 
 def run_job(job: Job, threads: int | None) -> tuple[str, float]:
     """Run one job as an ``alignbench train`` process; returns its status and seconds."""
-    if job.run_dir.exists() and resumable_record(job.run_dir, config_hash(compose_run(job.overrides))) is None:
+    if job.run_dir.exists() and resumable_record(job.run_dir, job.config_hash) is None:
         shutil.rmtree(job.run_dir)  # a failed or outdated run: start it afresh (an unfinished one resumes)
     job.run_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -124,17 +119,18 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def run_comparison(cfg: DictConfig, echo=lambda text: print(text, flush=True)) -> tuple[Path, list[Job]]:
-    """Run (or resume) every job of ``cfg``, then write the report; returns its path and
-    the jobs that did not complete."""
+def run_comparison(cfg: DictConfig, echo=lambda text: print(text, flush=True),
+                   jobs: list[Job] | None = None) -> tuple[Path, list[Job]]:
+    """Run (or resume) every job of ``cfg`` (``jobs``: its :func:`plan`, if already made),
+    then write the report; returns its path and the jobs that did not complete."""
     from .results import write_report
 
-    jobs = plan(cfg)
+    jobs = plan(cfg) if jobs is None else jobs
     width = int(cfg.jobs)
     threads = 1 if width > 1 else None
     todo = []
     for job in jobs:
-        if is_done(job, config_hash(compose_run(job.overrides))):
+        if is_done(job):
             echo(f"[skip] {job.label}: completed with the same config")
         else:
             todo.append(job)

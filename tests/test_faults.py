@@ -32,8 +32,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
         proc.wait()
     (run_dir,) = [p.parent for p in tmp_path.rglob("run.json")]
     killed = read_record(run_dir)
-    if killed["status"] == "completed":
-        pytest.skip("the run finished before it could be killed")
+    # the kill lands at the first checkpoint, with most of the epochs still to go
     assert killed["status"] == "running" and killed["metrics"] == {}  # no completed record before it completes
     done_epochs = len(killed["history"])
     assert done_epochs < EPOCHS

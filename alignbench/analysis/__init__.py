@@ -1,6 +1,7 @@
 """Interpretability analyses of trained runs (grounding, faithfulness); see :mod:`.vqa`."""
 
 from .retrieval import analyze_retrieval
-from .vqa import analyze_vqa, region_cover
+from ..metrics.grounding import region_cover
+from .vqa import analyze_vqa
 
 __all__ = ["analyze_vqa", "analyze_retrieval", "region_cover"]

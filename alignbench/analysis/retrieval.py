@@ -20,10 +20,9 @@ import time
 import torch
 
 from ..metrics.grounding import (DELETION_FRACTIONS, aopc, area_share, deletion_order, keep_masks, kendall_tau,
-                                 mass_inside, pointing_chance, pointing_hits)
+                                 mass_inside, pointing_chance, pointing_hits, region_cover)
 from ..models.examples import region_mass
 from ..models.matching import chunked_similarity
-from .vqa import region_cover
 
 
 def _own_similarity(matcher, words, word_mask, regions, region_mask, chunk: int = 25) -> torch.Tensor:

@@ -25,29 +25,17 @@ from __future__ import annotations
 import time
 
 import torch
-from torch.nn import functional as F
 
 from ..metrics.grounding import (DELETION_FRACTIONS, aopc, area_share, deletion_order, keep_masks, kendall_tau,
-                                 mass_inside, pointing_chance, pointing_hits)
+                                 mass_inside, pointing_chance, pointing_hits, region_cover)
 from ..metrics.vqa import vqa_accuracy
 from ..models.examples import region_mass
-
-
-def region_cover(masks: torch.Tensor, grid: int) -> torch.Tensor:
-    """Fraction of each grid cell's pixels that are ground truth: ``masks [N, H, W]`` →
-    ``[N, grid*grid]`` (row-major, as the grid encoder orders its regions)."""
-    return F.adaptive_avg_pool2d(masks.float().unsqueeze(1), grid).flatten(1)
 
 
 def _batches(dataset, indices: list[int], size: int):
     for i in range(0, len(indices), size):
         chunk = indices[i:i + size]
         yield chunk, dataset[chunk]
-
-
-def _per_question(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
-    regions, mask = model.encode_visual(batch)
-    return regions, mask
 
 
 def _accuracy(model, logits: torch.Tensor, answers: list[list[str]]) -> list[float]:
@@ -119,7 +107,7 @@ def analyze_vqa(model, datamodule, split: str = "test", examples: int = 500, cos
 
     for chunk, batch in _batches(dataset, indices, batch_size):
         with torch.no_grad():
-            regions, base_mask = _per_question(model, batch)
+            regions, base_mask = model.encode_visual(batch)
             logits, weights = model.answer(batch, regions, base_mask, with_attention=True)
         mass = region_mass(weights, model.fusion.normalization, batch["question_mask"]).float()
         if base_mask is not None:

@@ -9,6 +9,7 @@ fraction of the region's pixels that lie on an object the question or caption me
 from __future__ import annotations
 
 import torch
+from torch.nn import functional as F
 
 DELETION_FRACTIONS = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9)
 
@@ -78,3 +79,9 @@ def kendall_tau(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     concord = (da * db).sum(1)
     denom = torch.sqrt((da != 0).sum(1).double() * (db != 0).sum(1).double())
     return torch.where(denom > 0, concord / denom.clamp_min(1e-300), torch.full_like(concord, float("nan")))
+
+
+def region_cover(masks: torch.Tensor, grid: int) -> torch.Tensor:
+    """Fraction of each grid cell's pixels that are ground truth: ``masks [N, H, W]`` →
+    ``[N, grid*grid]`` (row-major, as the grid encoder orders its regions)."""
+    return F.adaptive_avg_pool2d(masks.float().unsqueeze(1), grid).flatten(1)
