@@ -23,7 +23,8 @@ RECORD_NAME = "run.json"
 ATTENTION_FILE = "attention_examples.npz"
 # keys that change how a run is shown, not what it computes
 HASH_EXCLUDE = {("trainer", "enable_progress_bar"), ("trainer", "enable_model_summary"), ("output_root",),
-                ("skip_completed",), ("analysis",)}
+                ("skip_completed",), ("analysis",),
+                ("data", "entities_path")}  # grounding truth: read by the analysis only
 
 
 def _strip(config: Any, prefix: tuple = ()) -> Any:

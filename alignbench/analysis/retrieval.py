@@ -4,13 +4,16 @@ their own image's regions): grounding and faithfulness.
 On a gallery of the first ``examples`` test images and all their captions, each
 caption's attention on its own image is reduced to mass per region as for VQA
 (:func:`~alignbench.models.examples.region_mass`). Grounding: pointing game and mass on
-the boxes of the objects the caption mentions. Faithfulness, with the caption's own image
-losing regions (hidden from the attention) while every other image stays whole:
-text-to-image R@1 at the deletion fractions in attention and in random order
-(``aopc_gain``), the flip rate of the top-1 image when the single most-attended region is
-hidden, and on ``costly_examples`` captions Kendall τ between attention and the
-integrated-gradients / leave-one-out importance of each region for the caption-image
-similarity (magnitudes).
+what the caption mentions, from the data module's ``grounding_masks``: pixel masks
+``[N, H, W]`` (the synthetic objects' boxes) become each grid cell's covered fraction
+(:func:`~alignbench.metrics.grounding.region_cover`); region-level truth ``[N, R]`` (e.g.
+Flickr30k Entities boxes matched to region features) is the cover as it is. Captions
+about nothing in view are left out. Faithfulness, with the caption's own image losing
+regions (hidden from the attention) while every other image stays whole: text-to-image
+R@1 at the deletion fractions in attention and in random order (``aopc_gain``), the flip
+rate of the top-1 image when the single most-attended region is hidden, and on
+``costly_examples`` captions Kendall τ between attention and the integrated-gradients /
+leave-one-out importance of each region for the caption-image similarity (magnitudes).
 """
 
 from __future__ import annotations
@@ -34,6 +37,21 @@ def _own_similarity(matcher, words, word_mask, regions, region_mask, chunk: int 
         sims, _ = matcher(words[sl], word_mask[sl], regions[sl], None if region_mask is None else region_mask[sl])
         out.append(sims.diagonal())  # [images, captions] of the chunk: its diagonal pairs each caption with its image
     return torch.cat(out)
+
+
+def grounding_cover(truth: torch.Tensor | None, regions: int) -> torch.Tensor | None:
+    """Ground-truth cover ``[N, R]`` of ``grounding_masks`` output: region-level truth
+    ``[N, R]`` as floats; pixel masks ``[N, H, W]`` pooled onto the cells of a square grid
+    of R regions; None without truth or for pixel masks when R is not a square."""
+    if truth is None:
+        return None
+    if truth.dim() == 2:
+        if truth.shape[1] != regions:
+            raise ValueError(f"grounding_masks gave region-level truth for {truth.shape[1]} regions, "
+                             f"but the images have {regions}")
+        return truth.float()
+    grid = int(round(regions ** 0.5))
+    return region_cover(truth, grid) if grid * grid == regions else None
 
 
 def _t2i_hits(own: torch.Tensor, others_best: torch.Tensor) -> torch.Tensor:
@@ -76,10 +94,9 @@ def analyze_retrieval(model, datamodule, split: str = "test", examples: int = 20
     metrics: dict[str, float] = {}
     truth = datamodule.grounding_masks(split, list(range(len(caption_image)))) \
         if hasattr(datamodule, "grounding_masks") else None
-    grid = int(round(mass.shape[1] ** 0.5))
-    if truth is not None and grid * grid == mass.shape[1]:
-        cover = region_cover(truth, grid)
-        about = cover.sum(1) > 0
+    cover = grounding_cover(truth, mass.shape[1])
+    about = None if cover is None else cover.sum(1) > 0
+    if about is not None and about.any():
         metrics["test/pointing_acc"] = float(pointing_hits(mass[about], cover[about]).mean() * 100)
         metrics["test/pointing_chance"] = float(pointing_chance(cover[about]).mean() * 100)
         metrics["test/attn_mass_gt"] = float(mass_inside(mass[about], cover[about]).mean() * 100)

@@ -3,26 +3,46 @@
 ``<data_path>/<data_name>_precomp/{train,dev,test}_ims.npy`` (``[N, 36, 2048]``, read
 memory-mapped) and ``{split}_caps.txt`` (5 consecutive captions per image). ``dev`` is the
 validation split. See :mod:`alignbench.data.scan_format` for the readers and their errors.
+
+Grounding ground truth from Flickr30k Entities (optional, ``entities_path``: the folder
+holding the official ``Annotations/`` and ``Sentences/``) needs two more files per split
+in the precomp folder:
+
+- ``{split}_ids.txt``: the Flickr30k image id of each ``{split}_ims.npy`` row, one a line,
+  in row order (e.g. ``1000092795``; a ``.jpg`` suffix is allowed);
+- ``{split}_boxes.npy``: ``[N, 36, 4]`` region boxes ``x1, y1, x2, y2`` in the image's
+  pixel coordinates, as bottom-up-attention feature extractors save them.
+
+Caption ``i`` of ``{split}_caps.txt`` is sentence ``i % 5`` of the image of row ``i // 5``;
+its text is checked against that Entities sentence. Region ``r`` is ground truth for a
+caption when its box has IoU >= 0.5 with a box of an entity the caption's phrases mention
+(:mod:`alignbench.data.flickr30k_entities`). The test split's files are required when
+``entities_path`` is set (checked at construction, read in :meth:`build`); other splits are
+read when :meth:`grounding_masks` asks for them.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
+from .flickr30k_entities import BOXES_FILE, IDS_FILE, caption_region_truth, read_image_ids, read_region_boxes
 from .retrieval_dataset import RetrievalDataModule, RetrievalSplit
-from .scan_format import precomp_folder, read_scan_precomp
+from .scan_format import CAPTIONS_PER_IMAGE, precomp_folder, read_scan_precomp
 from .text import Vocab
 
 SPLITS = {"train": "train", "val": "dev", "test": "test"}
 
 
 class ScanPrecompDataModule(RetrievalDataModule):
-    """Retrieval on SCAN precomputed features; ``limit`` caps images per split (tiny runs)."""
+    """Retrieval on SCAN precomputed features; ``limit`` caps images per split (tiny runs);
+    ``entities_path`` adds Flickr30k Entities grounding truth (see the module docstring)."""
 
     name = "scan_precomp"
 
     def __init__(self, data_path: str, data_name: str = "f30k", test_split: str = "test",
-                 limit: int | None = None, **kwargs) -> None:
+                 limit: int | None = None, entities_path: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.folder = precomp_folder(data_path, data_name)
         if not self.folder.is_dir():
@@ -30,9 +50,29 @@ class ScanPrecompDataModule(RetrievalDataModule):
                                     f"data_name={data_name!r})")
         self.test_split, self.limit = test_split, limit
         self.visual = "regions"
+        self.entities_path = None if entities_path is None else Path(entities_path)
+        self._layout: dict[str, tuple[int, int]] = {}  # split -> (feature rows in the files, captions per row)
+        self._truth: dict[str, torch.Tensor] = {}
+        if self.entities_path is not None:
+            self._check_entities_files()
+
+    def _file_split(self, split: str) -> str:
+        return self.test_split if split == "test" else SPLITS[split]
+
+    def _check_entities_files(self) -> None:
+        """FileNotFoundError naming the first missing folder or test-split file."""
+        test = self._file_split("test")
+        needed = [(self.entities_path, "the Flickr30k Entities folder"),
+                  (self.entities_path / "Annotations", "Flickr30k Entities Annotations/<image_id>.xml"),
+                  (self.entities_path / "Sentences", "Flickr30k Entities Sentences/<image_id>.txt"),
+                  (self.folder / IDS_FILE.format(split=test), "the image id of each feature row"),
+                  (self.folder / BOXES_FILE.format(split=test), "the region boxes [N, 36, 4]")]
+        for path, what in needed:
+            if not path.exists():
+                raise FileNotFoundError(f"scan_precomp: entities_path is set but {path} is missing ({what})")
 
     def build(self) -> dict[str, RetrievalSplit]:
-        raw = {k: read_scan_precomp(self.folder, self.test_split if k == "test" else v) for k, v in SPLITS.items()}
+        raw = {k: read_scan_precomp(self.folder, self._file_split(k)) for k in SPLITS}
         self.vocab = Vocab.build(raw["train"].captions)
         self.visual_dim = int(raw["train"].images.shape[-1])
         splits = {}
@@ -44,5 +84,35 @@ class ScanPrecompDataModule(RetrievalDataModule):
                 captions = [c for c, k in zip(captions, keep.tolist()) if k]
                 caption_image = caption_image[keep]
             tokens, mask = self.vocab.encode_batch(captions)
-            splits[name] = RetrievalSplit(tokens, mask, caption_image, regions=images)
+            splits[name] = RetrievalSplit(tokens, mask, caption_image, regions=images, extras={"texts": captions})
+            self._layout[name] = (data.num_images, data.captions_per_image)
+        if self.entities_path is not None:  # the analysed split: read (and checked) before any training
+            self._truth = {"test": self._entities_truth("test", splits["test"])}
         return splits
+
+    def _entities_truth(self, split: str, data: RetrievalSplit) -> torch.Tensor:
+        """Bool ``[C, R]`` region truth of every caption of ``split`` (see the module docstring)."""
+        rows, per_image = self._layout[split]
+        file_split = self._file_split(split)
+        caps = self.folder / f"{file_split}_caps.txt"
+        if per_image != CAPTIONS_PER_IMAGE:
+            raise ValueError(f"{caps}: Flickr30k Entities grounding needs {CAPTIONS_PER_IMAGE} consecutive captions "
+                             f"per feature row, but the file has one row per caption")
+        ids_path = self.folder / IDS_FILE.format(split=file_split)
+        ids = read_image_ids(ids_path, rows)
+        boxes = read_region_boxes(self.folder / BOXES_FILE.format(split=file_split), (rows, int(data.regions.shape[1])))
+        n = data.n_images  # the first rows when ``limit`` is set
+        truth = caption_region_truth(self.entities_path, ids[:n], data.extras["texts"], boxes[:n],
+                                     CAPTIONS_PER_IMAGE, ids_file=ids_path)
+        return torch.from_numpy(truth)
+
+    def grounding_masks(self, split: str, captions: list[int]) -> torch.Tensor | None:
+        """Region-level ground truth: bool ``[len(captions), R]`` (R feature regions), True
+        where a region matches a box of what the caption (index into ``split``) mentions;
+        None without ``entities_path``."""
+        if self.entities_path is None:
+            return None
+        self.setup()
+        if split not in self._truth:
+            self._truth[split] = self._entities_truth(split, self.splits[split])
+        return self._truth[split][torch.as_tensor(captions, dtype=torch.long)]
