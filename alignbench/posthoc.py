@@ -51,7 +51,8 @@ def analyze(run_dir: str | Path, examples: int | None = None, costly_examples: i
     resolved = record["config"]
     datamodule, model = build_parts(resolved)
     if not hasattr(model, "interpret"):
-        raise ValueError(f"{run_dir}: the {record['task']!r} task has no interpretability analysis yet (valid: vqa)")
+        raise ValueError(f"{run_dir}: the {record['task']!r} task has no interpretability analysis yet "
+                         "(valid: vqa, retrieval, t2i)")
     model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"])
     datamodule.setup("test")
     settings = {k: v for k, v in (resolved.get("analysis") or {"examples": 500, "costly_examples": 64,

@@ -173,6 +173,27 @@ def test_knobs(scenes):
         CaptionConfig(relation_prob=1.5)
 
 
+def test_full_location_names_both_bands_of_a_corner(scenes):
+    config = CaptionConfig(location_prob=1.0, relation_prob=0, count_prob=0, full_location=True,
+                           min_mentioned=5, max_mentioned=5, mention_prob=1.0)
+    ex = build_caption_examples(scenes[:300], seed=2, config=config)
+    corners = 0
+    for e in ex:
+        scene = scenes[e["image_index"]]
+        for first, _, _ in parse_caption(e["caption"])[0]:
+            # every phrase's object: its location is the most specific band set that holds
+            objs = [o for o in scene.objects if (o.colour, o.shape) == first.desc[1:]
+                    and (first.desc[0] is None or o.size == first.desc[0])]
+            if len(objs) != 1:
+                continue
+            o, lo, hi = objs[0], 0.35 * scene.image_size, 0.65 * scene.image_size
+            expected = " ".join([w for w, ok in (("top", o.cy < lo), ("bottom", o.cy > hi)) if ok]
+                                + [w for w, ok in (("left", o.cx < lo), ("right", o.cx > hi)) if ok]) or None
+            assert first.loc == expected
+            corners += expected is not None and " " in expected
+    assert corners > 50
+
+
 def test_validator_on_a_hand_made_scene():
     def obj(colour: str, shape: str, size: str, cx: float, cy: float) -> SceneObject:
         h = 9.0 if size == "large" else 5.5

@@ -79,6 +79,40 @@ def test_objects_inside_image_and_not_overlapping(scenes):
                 assert abs(o.cx - p.cx) >= reach - 1e-6 or abs(o.cy - p.cy) >= reach - 1e-6
 
 
+def test_grid_layout_one_object_per_cell_near_its_centre():
+    config = SceneConfig(image_size=32, min_objects=1, max_objects=3, layout="grid", jitter=0.1)
+    grid_scenes = generate_scenes(500, seed=3, config=config)
+    cell = 32 / 3
+    for scene in grid_scenes:
+        cells = [(int(o.cx // cell), int(o.cy // cell)) for o in scene.objects]
+        assert len(set(cells)) == len(cells)  # never two objects in one cell
+        for o, (i, j) in zip(scene.objects, cells):
+            w = o.box[2] - o.box[0]
+            # jittered about the cell centre (or pushed in by the image border only)
+            for c, k in ((o.cx, i), (o.cy, j)):
+                off = abs(c - (k + 0.5) * cell)
+                assert off <= 0.1 * cell + 1e-6 or abs(c - (w / 2 + 1)) < 1e-6 or abs(c - (32 - w / 2 - 1)) < 1e-6
+            assert 0 <= o.box[0] and o.box[2] <= 32 and 0 <= o.box[1] and o.box[3] <= 32
+        for a, b in ((a, b) for a in scene.objects for b in scene.objects if a is not b):
+            assert a.box[2] <= b.box[0] or b.box[2] <= a.box[0] or a.box[3] <= b.box[1] or b.box[3] <= a.box[1]
+    used = Counter((int(o.cx // cell), int(o.cy // cell)) for s in grid_scenes for o in s.objects)
+    assert len(used) == 9 and min(used.values()) > 40  # every cell gets objects
+    assert generate_scenes(20, seed=3, config=config) == grid_scenes[:20]
+
+
+def test_free_layout_is_unchanged_by_the_layout_option():
+    assert generate_scenes(50, seed=5, config=SceneConfig(layout="free")) == generate_scenes(50, seed=5)
+
+
+def test_layout_settings_are_checked():
+    with pytest.raises(ValueError, match="layout must be one of free, grid, got 'spiral'"):
+        SceneConfig(layout="spiral")
+    with pytest.raises(ValueError, match="at most 9"):
+        SceneConfig(layout="grid", max_objects=10)
+    with pytest.raises(ValueError, match="jitter"):
+        SceneConfig(jitter=0.6)
+
+
 def test_sizes_scale_with_image_size():
     cfg = SceneConfig(image_size=128)
     for scene in generate_scenes(30, seed=0, config=cfg):

@@ -199,3 +199,42 @@ def test_merge_parts_orders_captions_and_drops_duplicates():
     (merged,) = merge_parts([part([5, 0]), part([3]), part([0, 1])])
     assert merged["caption_index"].tolist() == [0, 1, 3, 5]
     assert merged["fake"][:, 0, 0, 0].tolist() == [0, 1, 3, 5] and merged["stages"] == [8]
+
+
+def test_pixel_warmup_trains_the_generator_alone_then_the_gan(tmp_path, monkeypatch):
+    import pytorch_lightning as pl
+
+    from alignbench.models.t2i import T2IModule
+
+    monkeypatch.setenv("ALIGNBENCH_CACHE", str(tmp_path / "cache"))
+    dm = SyntheticT2IDataModule(train_scenes=40, val_scenes=10, test_scenes=10, batch_size=16)
+    dm.setup()
+    model = T2IModule({"_target_": "alignbench.scores.ScaledDotScore"}, g_channels=32, evaluator_epochs=1,
+                      pixel_warmup_epochs=1, **dm.metadata())
+    assert model.hparams.rendered
+    snapshots = []
+
+    class Snap(pl.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            snapshots.append(({k: v.clone() for k, v in pl_module.discriminator.state_dict().items()},
+                              {k: v.clone() for k, v in pl_module.generator.state_dict().items()},
+                              set(trainer.callback_metrics)))
+
+    start = ({k: v.clone() for k, v in model.discriminator.state_dict().items()},
+             {k: v.clone() for k, v in model.generator.state_dict().items()})
+    pl.Trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=1, logger=False, enable_checkpointing=False,
+               enable_progress_bar=False, enable_model_summary=False, callbacks=[Snap()]).fit(model, datamodule=dm)
+    def changed(a: dict, b: dict) -> bool:
+        return any(not torch.equal(a[k], b[k]) for k in a)
+
+    (d0, g0, logged0), (d1, g1, _) = snapshots
+    assert not changed(start[0], d0) and changed(start[1], g0)  # warm-up: the generator alone
+    assert "train/d_loss" not in logged0 and "train/pixel" in logged0
+    assert changed(d0, d1) and changed(g0, g1)  # then the discriminator trains too
+
+
+def test_t2i_module_rejects_an_unknown_pixel_loss():
+    from alignbench.models.t2i import T2IModule
+
+    with pytest.raises(ValueError, match="pixel_loss must be one of mse, l1, got 'huber'"):
+        T2IModule({"_target_": "alignbench.scores.ScaledDotScore"}, vocab_size=10, image_size=16, pixel_loss="huber")

@@ -68,7 +68,9 @@ class CaptionConfig:
     ``background_prob`` are the chances of a relation, a count, a location per described
     object and the background shade; ``drop_prob`` is the chance of leaving out each
     attribute of a phrase while it stays unique in the scene (vaguer, less discriminative
-    captions); ``synonyms`` varies shape, size, relation and location words."""
+    captions); ``synonyms`` varies shape, size, relation and location words;
+    ``full_location`` names the most specific location of an object ("in the top left
+    corner" rather than "at the top" or "on the left" for an object in a corner)."""
 
     min_mentioned: int = 1
     max_mentioned: int = 3
@@ -78,6 +80,7 @@ class CaptionConfig:
     location_prob: float = 0.4
     background_prob: float = 0.4
     drop_prob: float = 0.1
+    full_location: bool = False
     synonyms: bool = True
 
     def __post_init__(self) -> None:
@@ -255,6 +258,8 @@ def _sample_parts(scene: Scene, rng: np.random.Generator, config: CaptionConfig)
             used.update((a, b))
     for i in (i for i in free if i not in used and len(used) < budget):
         locs = [loc for loc in LOC_WORDS if in_location(objs[i], loc, scene.image_size)]
+        if config.full_location and locs:  # the most specific: a corner names both bands
+            locs = [max(locs, key=lambda key: len(key.split()))]
         loc = locs[int(rng.integers(len(locs)))] if locs and rng.random() < config.location_prob else None
         parts.append((Phrase("a", phrases[i].desc, loc), None, None))
         used.add(i)

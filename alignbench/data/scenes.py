@@ -34,6 +34,8 @@ SCENE_STREAM = 0x5CE7E
 
 # Object widths in pixels at a 64-pixel image; they scale linearly with the image size.
 _SIZE_RANGE_64: dict[str, tuple[float, float]] = {"small": (10.0, 12.0), "large": (16.0, 20.0)}
+LAYOUTS: tuple[str, ...] = ("free", "grid")
+GRID = 3  # cells per side of the grid layout
 
 
 @dataclass
@@ -80,7 +82,10 @@ class SceneConfig:
     ``noise`` is the standard deviation of per-pixel Gaussian noise as a fraction of 255
     (0 disables it). ``min_gap`` is the least gap in pixels between two bounding boxes
     along at least one axis: 0 lets boxes touch, a negative value allows that much overlap.
-    ``backgrounds`` are the grey levels a scene's background is drawn from.
+    ``backgrounds`` are the grey levels a scene's background is drawn from. ``layout``:
+    ``free`` places centres uniformly (rejection sampling); ``grid`` puts each object in its
+    own cell of a 3×3 grid, its centre at most ``jitter`` × the cell width from the cell's
+    centre (a layout a caption's location phrases pin down).
     """
 
     image_size: int = 64
@@ -91,8 +96,16 @@ class SceneConfig:
     border: float = 1.0
     backgrounds: tuple[int, ...] = (48, 144)
     max_tries: int = 200
+    layout: str = "free"
+    jitter: float = 0.1
 
     def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        if self.layout == "grid" and self.max_objects > GRID * GRID:
+            raise ValueError(f"layout 'grid' holds at most {GRID * GRID} objects, got max_objects={self.max_objects}")
+        if not 0 <= self.jitter < 0.5:
+            raise ValueError(f"jitter must be in [0, 0.5), got {self.jitter}")
         if not 1 <= self.min_objects <= self.max_objects:
             raise ValueError(f"need 1 <= min_objects <= max_objects, got {self.min_objects}, {self.max_objects}")
         if self.image_size < 16:
@@ -117,16 +130,12 @@ def _boxes_clear(cx: float, cy: float, w: float, placed: list[tuple[float, float
     return True
 
 
-def _sample_scene(rng: np.random.Generator, config: SceneConfig) -> Scene:
-    """One scene: attributes i.i.d. uniform, positions by rejection sampling."""
-    n = int(rng.integers(config.min_objects, config.max_objects + 1))
-    colours = rng.integers(len(COLOUR_NAMES), size=n)
-    shapes = rng.integers(len(SHAPES), size=n)
-    sizes = rng.integers(len(SIZES), size=n)
-    widths = [float(rng.uniform(*config.size_range(SIZES[s]))) for s in sizes]
-    background = int(config.backgrounds[int(rng.integers(len(config.backgrounds)))])
+def _free_layout(rng: np.random.Generator, widths: list[float],
+                 config: SceneConfig) -> list[tuple[float, float, float]] | None:
+    """``(cx, cy, w)`` per object, centres uniform by rejection sampling (the layout restarts
+    when an object does not fit)."""
     s = float(config.image_size)
-    for _ in range(config.max_tries):  # restart the layout when an object does not fit
+    for _ in range(config.max_tries):
         placed: list[tuple[float, float, float]] = []
         for w in widths:
             lo, hi = w / 2.0 + config.border, s - w / 2.0 - config.border
@@ -137,10 +146,46 @@ def _sample_scene(rng: np.random.Generator, config: SceneConfig) -> Scene:
                     break
             else:
                 break
-        if len(placed) == n:
-            break
-    else:
-        raise RuntimeError("could not place the objects; lower max_objects or object sizes")
+        if len(placed) == len(widths):
+            return placed
+    return None
+
+
+def _grid_layout(rng: np.random.Generator, widths: list[float],
+                 config: SceneConfig) -> list[tuple[float, float, float]] | None:
+    """``(cx, cy, w)`` per object, each in its own cell of the 3×3 grid, jittered about the
+    cell's centre and kept inside the image border and clear of the others (the layout
+    restarts with other cells when an object does not fit)."""
+    s, cell = float(config.image_size), config.image_size / GRID
+    for _ in range(config.max_tries):
+        placed: list[tuple[float, float, float]] = []
+        for k, w in zip(rng.permutation(GRID * GRID), widths):
+            centre = ((k % GRID) + 0.5) * cell, ((k // GRID) + 0.5) * cell
+            lo, hi = w / 2.0 + config.border, s - w / 2.0 - config.border
+            for _ in range(16):
+                cx, cy = (float(np.clip(c + rng.uniform(-1, 1) * config.jitter * cell, lo, hi)) for c in centre)
+                if _boxes_clear(cx, cy, w, placed, config.min_gap):
+                    placed.append((cx, cy, w))
+                    break
+            else:
+                break
+        if len(placed) == len(widths):
+            return placed
+    return None
+
+
+def _sample_scene(rng: np.random.Generator, config: SceneConfig) -> Scene:
+    """One scene: attributes i.i.d. uniform, positions by the configured layout."""
+    n = int(rng.integers(config.min_objects, config.max_objects + 1))
+    colours = rng.integers(len(COLOUR_NAMES), size=n)
+    shapes = rng.integers(len(SHAPES), size=n)
+    sizes = rng.integers(len(SIZES), size=n)
+    widths = [float(rng.uniform(*config.size_range(SIZES[s]))) for s in sizes]
+    background = int(config.backgrounds[int(rng.integers(len(config.backgrounds)))])
+    placed = (_grid_layout if config.layout == "grid" else _free_layout)(rng, widths, config)
+    if placed is None:
+        raise RuntimeError(f"could not place the objects ({config.layout} layout); lower max_objects, "
+                           "the object sizes or the jitter")
     objects = [
         SceneObject(
             colour=COLOUR_NAMES[c], shape=SHAPES[sh], size=SIZES[sz], cx=cx, cy=cy,

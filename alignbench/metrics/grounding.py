@@ -40,23 +40,37 @@ def area_share(cover: torch.Tensor) -> torch.Tensor:
 
 
 def deletion_order(mass: torch.Tensor, generator: torch.Generator | None = None,
-                   random: bool = False) -> torch.Tensor:
+                   random: bool = False, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Region indices ``[N, R]`` in the order they are deleted: most-attended first, or a
-    random permutation per example."""
+    random permutation per example. With ``valid [N, R]`` (bool) the invalid entries (e.g.
+    padded words) come last in either order, after every valid one."""
     if random:
         keys = torch.rand(mass.shape, generator=generator)
-        return keys.argsort(dim=1)
+        if valid is not None:
+            keys = keys.masked_fill(~valid, 2.0)  # keys are < 1, so invalid entries sort last
+        return keys.argsort(dim=1, stable=True)
+    if valid is not None:
+        mass = mass.masked_fill(~valid, float("-inf"))
     return mass.argsort(dim=1, descending=True, stable=True)
 
 
-def keep_masks(order: torch.Tensor, fraction: float) -> torch.Tensor:
+def keep_masks(order: torch.Tensor, fraction: float, counts: torch.Tensor | None = None) -> torch.Tensor:
     """Bool ``[N, R]``: True for regions kept after deleting the first ``round(fraction·R)``
-    of ``order`` (never all of them: at least one region stays)."""
+    of ``order`` (never all of them: at least one region stays). With ``counts [N]`` (the
+    number of valid entries per row, which ``order`` must list first, see
+    :func:`deletion_order`), row ``i`` deletes ``min(round(fraction·counts_i), counts_i - 1)``."""
     n, r = order.shape
-    k = min(int(round(fraction * r)), r - 1)
+    if counts is None:
+        k = min(int(round(fraction * r)), r - 1)
+        keep = torch.ones(n, r, dtype=torch.bool)
+        if k:
+            keep.scatter_(1, order[:, :k], False)
+        return keep
+    counts = counts.to(torch.long)
+    k = torch.minimum(torch.round(fraction * counts.double()).long(), (counts - 1).clamp_min(0))
+    deleted = torch.arange(r)[None, :] < k[:, None]  # the first k_i entries of each row's order
     keep = torch.ones(n, r, dtype=torch.bool)
-    if k:
-        keep.scatter_(1, order[:, :k], False)
+    keep.scatter_(1, order, ~deleted)
     return keep
 
 

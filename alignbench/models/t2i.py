@@ -1,10 +1,13 @@
 """Text-to-image task model: an AttnGAN-style GAN in which only the attention score changes.
 
 Losses: hinge adversarial (unconditional + sentence-conditional, with mismatched captions
-as conditional fakes), a DAMSM-style word-region matching loss through the
-discriminator's fixed matching head, and a pixel L1 term (``pixel_weight``; 0 turns it
-off) that applies only to data whose images are renders of the captioned scene
-(``rendered``, set by the data module: the synthetic scenes, not photographs). Validation and test generate one image
+as conditional fakes; ``adv_weight``), a DAMSM-style word-region matching loss through the
+discriminator's fixed matching head (``match_weight``), and a pixel term (``pixel_weight``;
+squared error or L1 by ``pixel_loss``; 0 turns it off) that applies only to data whose
+images are renders of the captioned scene (``rendered``, set by the data module: the
+synthetic scenes, not photographs). On rendered data the first ``pixel_warmup_epochs``
+train the generator on the pixel term alone (no discriminator step), and the adversarial
+and matching terms join afterwards. Validation and test generate one image
 per evaluation caption with fixed noise and judge it with the data set's offline
 evaluators (:mod:`alignbench.evaluation.t2i`).
 """
@@ -26,6 +29,16 @@ from .t2i_eval import judge, merge_parts, save_sample_grid, stage_entropy
 
 
 EVAL_NOISE_SEED = 20_181_010
+# the pixel term: squared error learns small objects fast (a mean image shows them early),
+# L1 (the median) stays on the background where an object's place is uncertain
+PIXEL_LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss}
+
+
+def eval_noise_table(n_captions: int, noise_dim: int, stage: str) -> torch.Tensor:
+    """The fixed evaluation noise ``[C, Z]`` of a split's captions: one table, the same for
+    every score, batch size and number of processes."""
+    g = torch.Generator().manual_seed(EVAL_NOISE_SEED + (stage == "test"))
+    return torch.randn(n_captions, noise_dim, generator=g)
 
 
 def matching_loss(logits: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
@@ -43,10 +56,13 @@ class T2IModule(pl.LightningModule):
     def __init__(self, score: dict[str, Any], vocab_size: int, image_size: int, hidden_dim: int = 128,
                  embed_dim: int = 64, noise_dim: int = 32, g_channels: int = 128, d_channels: int = 32,
                  attention_at: tuple[int, ...] = (8, 16), lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
-                 match_weight: float = 1.0, pixel_weight: float = 1.0, rendered: bool = False,
+                 adv_weight: float = 1.0, match_weight: float = 1.0, pixel_weight: float = 1.0, pixel_loss: str = "mse",
+                 pixel_warmup_epochs: int = 0, rendered: bool = False,
                  gamma: float = 10.0, clip: float | None = 1.0,
                  evaluator_epochs: int = 6, grid_examples: int = 12, **_: Any) -> None:
         super().__init__()
+        if pixel_loss not in PIXEL_LOSSES:
+            raise ValueError(f"T2IModule: pixel_loss must be one of {', '.join(PIXEL_LOSSES)}, got {pixel_loss!r}")
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.text = TextEncoder(vocab_size, embed_dim, hidden_dim)
@@ -79,34 +95,42 @@ class T2IModule(pl.LightningModule):
             self.clip_gradients(optimizer, gradient_clip_val=self.hparams.clip, gradient_clip_algorithm="norm")
         optimizer.step()
 
+    def gan_active(self) -> bool:
+        """Whether this epoch trains the discriminator and the adversarial and matching terms
+        (on rendered data they start after ``pixel_warmup_epochs`` of the pixel term alone)."""
+        hp = self.hparams
+        return not (hp.rendered and hp.pixel_weight > 0 and self.current_epoch < hp.pixel_warmup_epochs)
+
     def training_step(self, batch: dict, batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
         caption, mask, real, rows = batch["caption"], batch["caption_mask"], batch["image"], batch["image_index"]
         noise = torch.randn(len(caption), self.hparams.noise_dim, device=real.device)
         fake, _, words, sentence = self.generate(caption, mask, noise)
         d, hp = self.discriminator, self.hparams
-        wd, sd = words.detach(), sentence.detach()
-        # discriminator: real vs generated, unconditional and conditional; real with a mismatched caption is fake
-        u_r, c_r, regions = d(real, sd)
-        u_f, c_f, _ = d(fake.detach(), sd)
-        wrong = torch.roll(torch.arange(len(rows), device=rows.device), 1)
-        _, c_w, _ = d(real, sd[wrong])
-        c_w = c_w[rows[wrong] != rows]
-        d_adv = (F.relu(1 - u_r).mean() + F.relu(1 - c_r).mean() + F.relu(1 + u_f).mean() + F.relu(1 + c_f).mean()
-                 + (F.relu(1 + c_w).mean() if len(c_w) else 0.0))
-        d_match = matching_loss(d.match_logits(regions, wd, mask, hp.gamma), rows)
-        self._step(opt_d, d_adv + hp.match_weight * d_match)
-        # generator (and text encoder): fool both heads, match words, optionally redraw the render
-        u_g, c_g, regions_g = d(fake, sd)  # the text encoder learns through the generator, not by fooling D
-        g_match = matching_loss(d.match_logits(regions_g, words, mask, hp.gamma), rows)
-        pixel = F.l1_loss(fake, real)
-        g_loss = -(u_g.mean() + c_g.mean()) + hp.match_weight * g_match
-        if hp.rendered:  # the caption's own image is a render of the scene it describes
-            g_loss = g_loss + hp.pixel_weight * pixel
+        pixel = PIXEL_LOSSES[hp.pixel_loss](fake, real)
+        g_loss = hp.pixel_weight * pixel if hp.rendered else fake.new_zeros(())  # the render of the captioned scene
+        logged = {"pixel": pixel}
+        if self.gan_active():
+            wd, sd = words.detach(), sentence.detach()
+            # discriminator: real vs generated, unconditional and conditional; real with a mismatched caption is fake
+            u_r, c_r, regions = d(real, sd)
+            u_f, c_f, _ = d(fake.detach(), sd)
+            wrong = torch.roll(torch.arange(len(rows), device=rows.device), 1)
+            _, c_w, _ = d(real, sd[wrong])
+            c_w = c_w[rows[wrong] != rows]
+            d_adv = (F.relu(1 - u_r).mean() + F.relu(1 - c_r).mean() + F.relu(1 + u_f).mean()
+                     + F.relu(1 + c_f).mean() + (F.relu(1 + c_w).mean() if len(c_w) else 0.0))
+            d_match = matching_loss(d.match_logits(regions, wd, mask, hp.gamma), rows)
+            self._step(opt_d, d_adv + hp.match_weight * d_match)
+            # generator (and text encoder): fool both heads and match words
+            u_g, c_g, regions_g = d(fake, sd)  # the text encoder learns through the generator, not by fooling D
+            g_match = matching_loss(d.match_logits(regions_g, words, mask, hp.gamma), rows)
+            g_loss = g_loss - hp.adv_weight * (u_g.mean() + c_g.mean()) + hp.match_weight * g_match
+            logged.update(d_loss=d_adv, match=g_match)
         self._step(opt_g, g_loss)
-        if not torch.isfinite(g_loss + d_adv):
+        if not torch.isfinite(g_loss + logged.get("d_loss", 0.0)):
             raise FloatingPointError(f"non-finite GAN loss at step {self.global_step}")
-        for name, value in (("d_loss", d_adv), ("g_loss", g_loss), ("match", g_match), ("pixel_l1", pixel)):
+        for name, value in {"g_loss": g_loss, **logged}.items():
             self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=len(caption))
 
     def _collect(self, batch: dict, batch_idx: int, stage: str) -> None:
@@ -122,8 +146,7 @@ class T2IModule(pl.LightningModule):
         batch size and number of processes."""
         if stage not in self._noise:
             n = len(self.trainer.datamodule.splits[stage].captions)
-            g = torch.Generator().manual_seed(EVAL_NOISE_SEED + (stage == "test"))
-            self._noise[stage] = torch.randn(n, self.hparams.noise_dim, generator=g)
+            self._noise[stage] = eval_noise_table(n, self.hparams.noise_dim, stage)
         return self._noise[stage]
 
     def _evaluate(self, stage: str) -> None:
@@ -131,6 +154,8 @@ class T2IModule(pl.LightningModule):
         split = self.trainer.datamodule.splits[stage]
         values = judge(parts, split, self.evaluators, real_ceiling=stage == "test", with_fid=stage == "test",
                        cache=self._judge_cache.setdefault(stage, {}))
+        # model selection: attribute accuracy where a detector reads the objects, else R-precision
+        values["selection"] = values.get("attribute_acc", values.get("r_precision", float("nan")))
         self.log_dict({f"{stage}/{k}": torch.as_tensor(v, dtype=torch.float32) for k, v in values.items()})
         if stage == "test" and self.trainer.is_global_zero:
             save_sample_grid(parts, split, Path(self.trainer.default_root_dir) / "samples.png",
@@ -154,3 +179,34 @@ class T2IModule(pl.LightningModule):
                                  betas=tuple(hp.betas))
         opt_d = torch.optim.Adam(self.discriminator.parameters(), hp.lr, betas=tuple(hp.betas))
         return opt_g, opt_d
+
+    def interpret(self, datamodule, **settings) -> dict:
+        """Grounding and faithfulness of the regions' attention over the caption's words on
+        the test split (:func:`alignbench.analysis.analyze_t2i`); loads the data set's
+        evaluators when this model has none yet (a model rebuilt from a checkpoint)."""
+        from ..analysis import analyze_t2i
+
+        if not self.evaluators:
+            self.evaluators = load_evaluators(datamodule, self.hparams.evaluator_epochs)
+        return analyze_t2i(self, datamodule, **settings)
+
+    @torch.no_grad()
+    def write_examples(self, datamodule, run_dir, k: int = 8) -> None:
+        """Save the attention examples of the first ``k`` test captions into ``run_dir``
+        (:func:`alignbench.analysis.t2i.attention_examples`), in eval mode."""
+        from ..analysis.t2i import attention_examples
+        from .examples import save_attention_examples
+
+        training = self.training
+        self.eval()
+        try:
+            images, texts, mass, truth = attention_examples(self, datamodule, k)
+        finally:
+            self.train(training)
+        save_attention_examples(run_dir, images, texts, mass, None, truth)
+
+    def on_test_end(self) -> None:
+        """After testing, the attention examples beside the record (as VQA and retrieval runs do)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if self.trainer.is_global_zero and hasattr(datamodule, "splits"):
+            self.write_examples(datamodule, self.trainer.default_root_dir)

@@ -151,23 +151,29 @@ def attention_heatmaps(task: str, data: str, runs: RunSet, path: Path, examples:
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"{task} on {data}: attention mass per region (all maps; one colour scale per row; cyan: ground truth)", fontsize=9)
+    what = ("where the [words] are drawn (regions' attention over them, all stages; on the real image)" if task == "t2i"
+            else "attention mass per region (all maps")
+    fig.suptitle(f"{task} on {data}: {what}; one colour scale per row; cyan: ground truth)", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
 
 
+METRIC_LABELS = {"caption_similarity": "evaluator image-caption cosine (× 100)"}
+
+
 def deletion_curves(task: str, data: str, runs: RunSet, path: Path) -> Path | None:
-    """Accuracy as regions are hidden in attention order, one line per score (mean over
-    seeds), and in random order (dashed: mean over every run)."""
+    """The task metric as regions (text-to-image: words) are hidden in attention order, one
+    line per score (mean over seeds), and in random order (dashed: mean over every run)."""
     group = runs.runs[(runs.runs["task"] == task) & (runs.runs["data"] == data)]
     fig, ax = subplots(figsize=(6, 3.8))
-    randoms, fractions, drawn, metric = [], None, False, "accuracy"
+    randoms, fractions, drawn, metric, deleted = [], None, False, "accuracy", "regions"
     for score in sorted(group["score"].unique()):
         curves = []
         for run_dir in group[group["score"] == score]["run_dir"]:
             analysis = runs.records[run_dir].get("analysis") or {}
             if analysis.get("attention") and analysis.get("random"):
                 fractions, metric = analysis["fractions"], analysis.get("metric", metric)
+                deleted = analysis.get("deleted", deleted)
                 curves.append(analysis["attention"])
                 randoms.append(analysis["random"])
         if curves:
@@ -176,8 +182,8 @@ def deletion_curves(task: str, data: str, runs: RunSet, path: Path) -> Path | No
     if not drawn:
         return None
     ax.plot([100 * f for f in fractions], np.mean(randoms, axis=0), "k--", label="random order (all)")
-    ax.set_xlabel("regions hidden (%)")
-    ax.set_ylabel(f"{metric} (%)")
+    ax.set_xlabel(f"{deleted} hidden (%)")
+    ax.set_ylabel(METRIC_LABELS.get(metric, f"{metric} (%)"))
     ax.set_title(f"{task} on {data}: deletion curves (attention order)", fontsize=10)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()

@@ -168,6 +168,10 @@ def build_report(runs: RunSet, sources: list[str], staging: Path) -> list[str]:
         doc.para("Is each score's attention where the evidence is? Every map is reduced the same way to attention "
                  "mass per region (each map made a distribution over word-region pairs, summed over words, "
                  "averaged over glimpses), on the first test questions (see each run's analysis settings).")
+        if any(task == "t2i" for task, _, _ in interpretable):
+            doc.para("Text-to-image: the generated image's regions attend over the caption's words, so the evidence is "
+                     "words: grounding asks where each described object's colour and shape words are drawn, and "
+                     "deletion hides words (attention mass per word: summed over regions, averaged over stages).")
     for task, data, table in interpretable:
         doc.heading(3, f"{TASK_TITLES.get(task, task)}: {data}")
         doc.table(table)
