@@ -48,3 +48,16 @@ def test_same_command_twice_gives_same_metrics(tmp_path):
     a = run(tmp_path, "a", "data=synthetic", "score=general", "trainer.max_epochs=1")
     b = run(tmp_path, "b", "data=synthetic", "score=general", "trainer.max_epochs=1")
     assert a["metrics"] == b["metrics"]
+
+
+def test_t2i_default_run_draws_what_the_caption_says(tmp_path):
+    """Issue target: the default synthetic text-to-image run reaches attribute accuracy
+    >= 60% within 10 CPU minutes, with the real images' reading beside it as the ceiling."""
+    assert main(["train", "task=t2i", "data=synthetic", "score=scaled_dot", "trainer.enable_progress_bar=false",
+                 f"hydra.run.dir={tmp_path / 't2i'}"]) == 0
+    record = read_record(tmp_path / "t2i")
+    m = record["metrics"]
+    assert m["test/attribute_acc"] >= 60.0, m
+    assert m["test/real_attribute_acc"] >= 85.0 and m["test/real_r_precision"] >= 95.0, m
+    assert record["wall_seconds"] < 600, record["wall_seconds"]
+    assert (tmp_path / "t2i" / "samples.png").is_file()

@@ -130,40 +130,23 @@ def _boxes_clear(cx: float, cy: float, w: float, placed: list[tuple[float, float
     return True
 
 
-def _free_layout(rng: np.random.Generator, widths: list[float],
-                 config: SceneConfig) -> list[tuple[float, float, float]] | None:
-    """``(cx, cy, w)`` per object, centres uniform by rejection sampling (the layout restarts
-    when an object does not fit)."""
-    s = float(config.image_size)
+def _layout(rng: np.random.Generator, widths: list[float],
+            config: SceneConfig) -> list[tuple[float, float, float]] | None:
+    """``(cx, cy, w)`` per object by rejection sampling, inside the image border and clear of
+    the others; the layout restarts when an object does not fit. ``free``: centres uniform;
+    ``grid``: each object in its own cell of the 3×3 grid, jittered about the cell's centre."""
+    s, cell, grid = float(config.image_size), config.image_size / GRID, config.layout == "grid"
     for _ in range(config.max_tries):
+        cells = rng.permutation(GRID * GRID) if grid else None
         placed: list[tuple[float, float, float]] = []
-        for w in widths:
+        for i, w in enumerate(widths):
             lo, hi = w / 2.0 + config.border, s - w / 2.0 - config.border
-            for _ in range(64):
-                cx, cy = rng.uniform(lo, hi, size=2)
-                if _boxes_clear(cx, cy, w, placed, config.min_gap):
-                    placed.append((float(cx), float(cy), w))
-                    break
-            else:
-                break
-        if len(placed) == len(widths):
-            return placed
-    return None
-
-
-def _grid_layout(rng: np.random.Generator, widths: list[float],
-                 config: SceneConfig) -> list[tuple[float, float, float]] | None:
-    """``(cx, cy, w)`` per object, each in its own cell of the 3×3 grid, jittered about the
-    cell's centre and kept inside the image border and clear of the others (the layout
-    restarts with other cells when an object does not fit)."""
-    s, cell = float(config.image_size), config.image_size / GRID
-    for _ in range(config.max_tries):
-        placed: list[tuple[float, float, float]] = []
-        for k, w in zip(rng.permutation(GRID * GRID), widths):
-            centre = ((k % GRID) + 0.5) * cell, ((k // GRID) + 0.5) * cell
-            lo, hi = w / 2.0 + config.border, s - w / 2.0 - config.border
-            for _ in range(16):
-                cx, cy = (float(np.clip(c + rng.uniform(-1, 1) * config.jitter * cell, lo, hi)) for c in centre)
+            for _ in range(16 if grid else 64):
+                if grid:
+                    centre = ((cells[i] % GRID) + 0.5) * cell, ((cells[i] // GRID) + 0.5) * cell
+                    cx, cy = (float(np.clip(c + rng.uniform(-1, 1) * config.jitter * cell, lo, hi)) for c in centre)
+                else:
+                    cx, cy = (float(c) for c in rng.uniform(lo, hi, size=2))
                 if _boxes_clear(cx, cy, w, placed, config.min_gap):
                     placed.append((cx, cy, w))
                     break
@@ -182,7 +165,7 @@ def _sample_scene(rng: np.random.Generator, config: SceneConfig) -> Scene:
     sizes = rng.integers(len(SIZES), size=n)
     widths = [float(rng.uniform(*config.size_range(SIZES[s]))) for s in sizes]
     background = int(config.backgrounds[int(rng.integers(len(config.backgrounds)))])
-    placed = (_grid_layout if config.layout == "grid" else _free_layout)(rng, widths, config)
+    placed = _layout(rng, widths, config)
     if placed is None:
         raise RuntimeError(f"could not place the objects ({config.layout} layout); lower max_objects, "
                            "the object sizes or the jitter")
