@@ -180,6 +180,9 @@ def test_t2i_analysis_is_recorded_and_in_range(t2i_run):
     for key in ("pointing_acc", "pointing_chance", "attn_mass_gt", "attn_mass_chance", "flip_rate"):
         assert 0 <= m[f"test/{key}"] <= 100, key
     assert 0 < m["test/pointing_chance"] < 50 and 0 < m["test/attn_mass_chance"] < 50
+    for res in (8, 16):  # each stage on its own grid: a finer grid has a lower pointing chance
+        assert 0 <= m[f"test/pointing_acc_{res}px"] <= 100 and 0 <= m[f"test/attn_mass_gt_{res}px"] <= 100
+    assert m["test/pointing_chance_16px"] < m["test/pointing_chance_8px"]
     assert -1 <= m["test/tau_ig"] <= 1 and -1 <= m["test/tau_loo"] <= 1
     assert curves["metric"] == "caption_similarity" and curves["deleted"] == "words"
     assert curves["costly_examples"] == 8 and record["analysis_seconds"] > 0
@@ -270,3 +273,35 @@ def test_report_shows_t2i_interpretability(tmp_path):
     assert "| ban | 1 | 30.00 | 10.00 | 12.00 | 5.00 | **5.00** | 4.00 | 0.10 | 0.20 | 2 |" in section
     assert "Most faithful by AOPC gain: ban; least: dot." in section
     assert (tmp_path / "report" / "figures" / "t2i_synthetic_deletion.png").is_file()
+
+
+def test_report_shows_t2i_pointing_per_stage(tmp_path):
+    from alignbench.record import write_json_atomic
+    from alignbench.results import write_report
+
+    metrics = {"test/r_precision": 10.0, "test/pointing_acc": 30.0, "test/pointing_chance": 10.0,
+               "test/pointing_acc_16px": 21.5, "test/pointing_chance_16px": 5.7,
+               "test/pointing_acc_8px": 0.8, "test/pointing_chance_8px": 6.3}
+    record = {"task": "t2i", "data": "synthetic", "score": "dot", "seed": 0, "status": "completed",
+              "metrics": metrics, "history": [], "params": 10, "score_params": 1, "train_seconds": 1.0,
+              "config_hash": "a", "analysis_seconds": 2.0}
+    write_json_atomic(tmp_path / "runs" / "dot" / "run.json", record)
+    report = write_report([tmp_path / "runs"], tmp_path / "report").read_text()
+    section = report[report.index("## Interpretability"):]
+    # the stages in resolution order, each with its own chance, after the pooled pointing columns
+    assert "| score | seeds | pointing acc | pointing chance | pointing 8px | chance 8px | pointing 16px | chance 16px |" \
+        in section
+    assert "| dot | 1 | 30.00 | 10.00 | 0.80 | 6.30 | 21.50 | 5.70 |" in section
+
+
+def test_stage_word_maps_normalise_each_word_over_its_stage():
+    from alignbench.analysis.t2i import stage_word_maps
+
+    fine = torch.zeros(1, 2, 16, 3)  # [B, heads, 4x4 regions, words]
+    fine[0, :, 5, 0] = 1.0  # word 0 drawn in region 5 only, by both heads
+    fine[0, 0, :, 1] = 0.5  # word 1: uniform in head 0, absent in head 1
+    (per_word,) = stage_word_maps([fine])
+    assert per_word.shape == (1, 3, 16)
+    assert per_word[0, 0].argmax() == 5 and float(per_word[0, 0, 5]) == pytest.approx(1.0)
+    assert per_word[0, 1].tolist() == pytest.approx([1 / 16] * 16)
+    assert per_word[0, 2].abs().sum() == 0  # a word no region attends to: zero row

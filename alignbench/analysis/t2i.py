@@ -11,7 +11,9 @@ same noise):
   columns (positions found from the caption grammar, :func:`phrase_words`, synonyms
   included) each become a distribution over a stage's regions, are sum-pooled onto the
   coarsest stage's grid and averaged over stages and the two words
-  (:func:`word_region_maps`). Pointing game (the most-attended cell touches the object's box)
+  (:func:`word_region_maps`); per stage too, each on its own grid (``pointing_acc_<res>px``,
+  ``pointing_chance_<res>px``, ``attn_mass_gt_<res>px``: the stages can do opposite
+  things). Pointing game (the most-attended cell touches the object's box)
   and attention mass inside the box, against the box in the *real render*: the generated
   image need not draw the object exactly there, but the synthetic T2I scenes are laid out
   so that the caption pins the layout down (``SceneConfig.layout="grid"``: a 3×3 grid with
@@ -72,15 +74,25 @@ def word_mass(maps: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([region_mass(m, "row", None) for m in maps]).mean(0)
 
 
+def stage_word_maps(maps: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Where each word is drawn at each stage, ``[B, L, H·W]`` per stage: the word's column
+    (mean over heads) normalised over the stage's regions. Padded words give zero rows."""
+    out = []
+    for m in maps:
+        col = m.float().mean(1).transpose(1, 2)  # [B, L, HW]
+        out.append(col / col.sum(-1, keepdim=True).clamp_min(1e-12))
+    return out
+
+
 def word_region_maps(maps: list[torch.Tensor]) -> torch.Tensor:
-    """Where each word is drawn, ``[B, L, G·G]``: per stage each word's column (mean over
-    heads) normalised over the regions, sum-pooled onto the coarsest stage's G×G grid
-    (row-major) and averaged over stages. Padded words give zero rows."""
-    sizes = [int(round(m.shape[2] ** 0.5)) for m in maps]
+    """Where each word is drawn over all stages, ``[B, L, G·G]``: each stage's
+    :func:`stage_word_maps` sum-pooled onto the coarsest stage's G×G grid (row-major) and
+    averaged over stages."""
+    per_stage = stage_word_maps(maps)
+    sizes = [int(round(m.shape[-1] ** 0.5)) for m in per_stage]
     grid = min(sizes)
     out = []
-    for m, side in zip(maps, sizes):
-        col = m.float().mean(1).transpose(1, 2)  # [B, L, HW]
+    for col, side in zip(per_stage, sizes):
         b, length = col.shape[:2]
         pooled = F.adaptive_avg_pool2d(col.reshape(b * length, 1, side, side), grid).reshape(b, length, -1)
         out.append(pooled / pooled.sum(-1, keepdim=True).clamp_min(1e-12))
@@ -206,8 +218,15 @@ def analyze_t2i(model, datamodule, split: str = "test", examples: int = 500, cos
             flipped = judge(model.generator(sentence, words, keep, noise)[0], rows)[1] != top
             values["flip_rate"].append(flipped.float() * 100)
             where = word_region_maps(maps)
-        for name, value in object_grounding(where, [truth[r] for r in rows.tolist()]).items():
+            per_stage = stage_word_maps(maps)
+        targets = [truth[r] for r in rows.tolist()]
+        for name, value in object_grounding(where, targets).items():
             values[name].append(value)
+        for stage_map in per_stage:  # each stage on its own grid: the stages can disagree
+            side = int(round(stage_map.shape[-1] ** 0.5))
+            for name, value in object_grounding(stage_map, targets).items():
+                if name in ("pointing_acc", "pointing_chance", "attn_mass_gt"):
+                    values.setdefault(f"{name}_{side}px", []).append(value)
     taus: dict[str, list[float]] = {"tau_ig": [], "tau_loo": []}
     costly = min(costly_examples, len(ids))
     for rows, batch in _by_length(data, ids, list(range(costly)), COSTLY_CHUNK):

@@ -7,6 +7,7 @@ of their column), so the Markdown and HTML reports show exactly the same numbers
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -138,7 +139,7 @@ INTERPRETABILITY_NOTES = {
             "per run. Percent except τ."),
     "t2i": ("Each generated region attends over the caption's words. Pointing acc: the cell where a described "
             "object's colour and shape words are drawn most touches its box in the real render (chance: a random "
-            "cell); mass on truth: those words' attention mass in the box (chance: the box's area share); AOPC "
+            "cell; all stages pooled onto the coarsest grid; pointing <res>px: one stage on its own grid); mass on truth: those words' attention mass in the box (chance: the box's area share); AOPC "
             "gain: drop of the evaluator's image-caption similarity (cosine × 100) when hiding words from the "
             "attention in attention order minus in random order, averaged over 10–90% of the words hidden; flip "
             "rate: images whose evaluator top-1 caption changes when the single most-attended word is hidden; τ: "
@@ -150,9 +151,17 @@ INTERPRETABILITY_NOTES = {
 def interpretability_table(task: str, data: str, runs: pd.DataFrame, summary: pd.DataFrame) -> Table | None:
     """Grounding and faithfulness per score (mean ± std over seeds), or None without them."""
     group_runs = runs[(runs["task"] == task) & (runs["data"] == data)]
-    specs = [s for s in INTERPRETABILITY if s[0] in group_runs.columns and group_runs[s[0]].notna().any()]
+    present = [c for c in group_runs.columns if group_runs[c].notna().any()]
+    specs = [s for s in INTERPRETABILITY if s[0] in present]
     if not specs:
         return None
+    # per attention stage (text-to-image): pointing on each stage's own grid, after the overall one
+    stages = sorted({int(m.group(1)) for c in present if (m := re.fullmatch(r"test/pointing_acc_(\d+)px", c))})
+    per_stage = [(f"test/{k}_{res}px", f"{label} {res}px", d) for res in stages
+                 for k, label, d in (("pointing_acc", "pointing", 1), ("pointing_chance", "chance", 0))
+                 if f"test/{k}_{res}px" in present]
+    at = next((i + 1 for i, s in enumerate(specs) if s[0] == "test/pointing_chance"), 0)
+    specs = specs[:at] + per_stage + specs[at:]
     group = summary[(summary["task"] == task) & (summary["data"] == data)]
     scores = sorted(group_runs["score"].unique())
     rows, best = _metric_rows(group_runs, group, scores, specs)
