@@ -360,3 +360,12 @@ def test_tiny_run_records_entities_grounding(tmp_path):
     assert 0 <= record["metrics"]["test/pointing_acc"] <= 100
     assert json.loads((tmp_path / "run" / "run.json").read_text())["config"]["data"]["entities_path"] == str(
         tmp_path / "entities")
+
+
+def test_entities_path_does_not_change_the_config_hash():
+    from alignbench.record import config_hash
+
+    base = {"task": {"name": "retrieval"}, "data": {"name": "scan_precomp", "entities_path": None, "limit": 3}}
+    with_entities = {**base, "data": {**base["data"], "entities_path": "/data/flickr30k_entities"}}
+    other = {**base, "data": {**base["data"], "limit": 4}}
+    assert config_hash(base) == config_hash(with_entities) != config_hash(other)

@@ -100,8 +100,17 @@ def test_grid_layout_one_object_per_cell_near_its_centre():
     assert generate_scenes(20, seed=3, config=config) == grid_scenes[:20]
 
 
-def test_free_layout_is_unchanged_by_the_layout_option():
-    assert generate_scenes(50, seed=5, config=SceneConfig(layout="free")) == generate_scenes(50, seed=5)
+def test_free_layout_draws_the_scenes_of_the_sampler_before_layouts():
+    """Regression: the free layout draws exactly what the sampler drew before the grid layout
+    was added (digest of 40 scenes, computed with that earlier sampler), so every VQA and
+    retrieval cache and result stays valid."""
+    import hashlib
+    import json
+
+    scenes = generate_scenes(40, seed=5, config=SceneConfig(image_size=32, min_objects=1, max_objects=3))
+    digest = hashlib.sha256(json.dumps([x.to_dict() for x in scenes]).encode()).hexdigest()[:16]
+    assert digest == "0c7ee9e3793d33b5"
+    assert round(scenes[0].objects[0].cx, 4) == 6.3062 and round(scenes[0].objects[0].cy, 4) == 14.7799
 
 
 def test_layout_settings_are_checked():
@@ -111,6 +120,8 @@ def test_layout_settings_are_checked():
         SceneConfig(layout="grid", max_objects=10)
     with pytest.raises(ValueError, match="jitter"):
         SceneConfig(jitter=0.6)
+    with pytest.raises(ValueError, match="jitter on the grid layout must be <= 0.45"):
+        SceneConfig(layout="grid", max_objects=3, jitter=0.48)
 
 
 def test_sizes_scale_with_image_size():

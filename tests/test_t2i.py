@@ -238,3 +238,29 @@ def test_t2i_module_rejects_an_unknown_pixel_loss():
 
     with pytest.raises(ValueError, match="pixel_loss must be one of mse, l1, got 'huber'"):
         T2IModule({"_target_": "alignbench.scores.ScaledDotScore"}, vocab_size=10, image_size=16, pixel_loss="huber")
+
+
+def test_synthetic_t2i_view_defaults_to_the_grid_with_full_locations():
+    dm = small_synthetic()
+    assert dm.scene_config.layout == "grid" and dm.caption_config.full_location
+    free = small_synthetic(scene={"layout": "free"})
+    assert free.scene_config.layout == "free" and free.scene_config.image_size == 32  # the other defaults stay
+
+
+def test_pixel_warmup_longer_than_training_warns(tmp_path, monkeypatch, caplog):
+    import logging
+
+    import pytorch_lightning as pl
+
+    from alignbench.models.t2i import T2IModule
+
+    monkeypatch.setenv("ALIGNBENCH_CACHE", str(tmp_path / "cache"))
+    dm = SyntheticT2IDataModule(train_scenes=20, val_scenes=10, test_scenes=10, batch_size=16)
+    dm.setup()
+    model = T2IModule({"_target_": "alignbench.scores.ScaledDotScore"}, g_channels=16, evaluator_epochs=1,
+                      **dm.metadata())  # default warm-up: 3 epochs
+    with caplog.at_level(logging.WARNING, logger="alignbench"):
+        pl.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1, logger=False,
+                   enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False).fit(model, datamodule=dm)
+    assert "pixel_warmup_epochs=3 >= max_epochs=1" in caplog.text

@@ -36,6 +36,8 @@ SCENE_STREAM = 0x5CE7E
 _SIZE_RANGE_64: dict[str, tuple[float, float]] = {"small": (10.0, 12.0), "large": (16.0, 20.0)}
 LAYOUTS: tuple[str, ...] = ("free", "grid")
 GRID = 3  # cells per side of the grid layout
+# the centre cell's objects stay inside the middle band (captions' location bands start at 35%)
+MAX_GRID_JITTER = (0.5 - 0.35) * GRID
 
 
 @dataclass
@@ -106,6 +108,9 @@ class SceneConfig:
             raise ValueError(f"layout 'grid' holds at most {GRID * GRID} objects, got max_objects={self.max_objects}")
         if not 0 <= self.jitter < 0.5:
             raise ValueError(f"jitter must be in [0, 0.5), got {self.jitter}")
+        if self.layout == "grid" and self.jitter > MAX_GRID_JITTER:  # the centre cell must stay out of the edge bands
+            raise ValueError(f"jitter on the grid layout must be <= {MAX_GRID_JITTER:.2f} (centre-cell objects would "
+                             f"reach the location bands), got {self.jitter}")
         if not 1 <= self.min_objects <= self.max_objects:
             raise ValueError(f"need 1 <= min_objects <= max_objects, got {self.min_objects}, {self.max_objects}")
         if self.image_size < 16:
@@ -167,8 +172,9 @@ def _sample_scene(rng: np.random.Generator, config: SceneConfig) -> Scene:
     background = int(config.backgrounds[int(rng.integers(len(config.backgrounds)))])
     placed = _layout(rng, widths, config)
     if placed is None:
-        raise RuntimeError(f"could not place the objects ({config.layout} layout); lower max_objects, "
-                           "the object sizes or the jitter")
+        raise RuntimeError(f"could not place {n} objects ({config.layout} layout, image_size {config.image_size}, "
+                           f"min_gap {config.min_gap}, jitter {config.jitter}); lower max_objects, the object sizes "
+                           "or the jitter")
     objects = [
         SceneObject(
             colour=COLOUR_NAMES[c], shape=SHAPES[sh], size=SIZES[sz], cx=cx, cy=cy,

@@ -192,7 +192,7 @@ def caption_view(module, name: str) -> tuple[dict, Vocab, dict]:
     its train captions and per split ``(texts, tokens, mask, caption_image)``. ``module``
     holds the view's settings: ``scene_config``, ``caption_config``, ``counts``, ``limit``,
     ``captions_per_image`` and ``data_seed``."""
-    key = {"v": 1, "scene": asdict(module.scene_config), "caption": asdict(module.caption_config),
+    key = {"v": 2, "scene": asdict(module.scene_config), "caption": asdict(module.caption_config),
            "counts": module.counts, "limit": module.limit, "cpi": module.captions_per_image, "seed": module.data_seed}
     raw = {s: cached(f"{name}-{s}", {**key, "split": s}, lambda s=s: module._make_split(s)) for s in SPLIT_OFFSET}
     vocab = Vocab.build(e["caption"] for e in raw["train"]["examples"])

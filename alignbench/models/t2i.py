@@ -14,6 +14,7 @@ evaluators (:mod:`alignbench.evaluation.t2i`).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from .generation import Discriminator, Generator, masked_mean
 from .t2i_eval import judge, merge_parts, save_sample_grid, stage_entropy
 
 
+log = logging.getLogger("alignbench")
 EVAL_NOISE_SEED = 20_181_010
 # the pixel term: squared error learns small objects fast (a mean image shows them early),
 # L1 (the median) stays on the background where an object's place is uncertain
@@ -55,9 +57,9 @@ class T2IModule(pl.LightningModule):
 
     def __init__(self, score: dict[str, Any], vocab_size: int, image_size: int, hidden_dim: int = 128,
                  embed_dim: int = 64, noise_dim: int = 32, g_channels: int = 128, d_channels: int = 32,
-                 attention_at: tuple[int, ...] = (8, 16), lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
-                 adv_weight: float = 1.0, match_weight: float = 1.0, pixel_weight: float = 1.0, pixel_loss: str = "mse",
-                 pixel_warmup_epochs: int = 0, rendered: bool = False,
+                 attention_at: tuple[int, ...] = (8, 16), lr: float = 1e-3, betas: tuple[float, float] = (0.5, 0.999),
+                 adv_weight: float = 1.0, match_weight: float = 1.0, pixel_weight: float = 100.0, pixel_loss: str = "mse",
+                 pixel_warmup_epochs: int = 3, rendered: bool = False,
                  gamma: float = 10.0, clip: float | None = 1.0,
                  evaluator_epochs: int = 6, grid_examples: int = 12, **_: Any) -> None:
         super().__init__()
@@ -77,6 +79,14 @@ class T2IModule(pl.LightningModule):
     @property
     def score_parameters(self) -> int:
         return sum(p.numel() for s in self.generator.stages.values() for p in s.score.parameters())
+
+    def on_fit_start(self) -> None:
+        hp = self.hparams
+        epochs = self.trainer.max_epochs or 0
+        if not self.gan_active() and 0 < epochs <= hp.pixel_warmup_epochs:
+            log.warning("T2IModule: pixel_warmup_epochs=%d >= max_epochs=%d, so the discriminator and the "
+                        "adversarial and matching terms never train (set model.pixel_warmup_epochs lower)",
+                        hp.pixel_warmup_epochs, self.trainer.max_epochs)
 
     def setup(self, stage: str) -> None:
         if not self.evaluators:
@@ -107,9 +117,11 @@ class T2IModule(pl.LightningModule):
         noise = torch.randn(len(caption), self.hparams.noise_dim, device=real.device)
         fake, _, words, sentence = self.generate(caption, mask, noise)
         d, hp = self.discriminator, self.hparams
-        pixel = PIXEL_LOSSES[hp.pixel_loss](fake, real)
-        g_loss = hp.pixel_weight * pixel if hp.rendered else fake.new_zeros(())  # the render of the captioned scene
-        logged = {"pixel": pixel}
+        logged: dict[str, torch.Tensor] = {}
+        g_loss = fake.new_zeros(())
+        if hp.rendered:  # the caption's own image is a render of the scene it describes
+            logged["pixel"] = PIXEL_LOSSES[hp.pixel_loss](fake, real)
+            g_loss = g_loss + hp.pixel_weight * logged["pixel"]
         if self.gan_active():
             wd, sd = words.detach(), sentence.detach()
             # discriminator: real vs generated, unconditional and conditional; real with a mismatched caption is fake

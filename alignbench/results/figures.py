@@ -151,7 +151,7 @@ def attention_heatmaps(task: str, data: str, runs: RunSet, path: Path, examples:
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    what = ("where the [words] are drawn (regions' attention over them, all stages; on the real image)" if task == "t2i"
+    what = ("where the [words] are drawn (regions' attention over them, all stages, on the real image" if task == "t2i"
             else "attention mass per region (all maps")
     fig.suptitle(f"{task} on {data}: {what}; one colour scale per row; cyan: ground truth)", fontsize=9)
     fig.tight_layout()

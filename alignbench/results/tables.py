@@ -137,6 +137,13 @@ INTERPRETABILITY_NOTES = {
             "rate: answers that change when the single most-attended region is hidden; τ: Kendall rank "
             "correlation of attention with integrated-gradients and leave-one-out importance; analysis s: the analysis' cost "
             "per run. Percent except τ."),
+    "retrieval": ("Each caption's attention on its own image. Pointing acc: the most-attended region touches what "
+                  "the caption mentions (chance: a random region); mass on truth: attention mass there (chance: "
+                  "uniform attention); AOPC gain: drop of text-to-image R@1 when the caption's own image loses "
+                  "regions in attention order minus in random order, averaged over 10–90% hidden; flip rate: "
+                  "captions whose top-1 image changes when the single most-attended region is hidden; τ: Kendall "
+                  "rank correlation of attention with integrated-gradients and leave-one-out importance for the "
+                  "caption-image similarity; analysis s: the analysis' cost per run. Percent except τ."),
     "t2i": ("Each generated region attends over the caption's words. Pointing acc: the cell where a described "
             "object's colour and shape words are drawn most touches its box in the real render (chance: a random "
             "cell; all stages pooled onto the coarsest grid; pointing <res>px: one stage on its own grid); mass on truth: those words' attention mass in the box (chance: the box's area share); AOPC "
