@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .text import read_utf8
+
 PathLike = str | os.PathLike
 T2I_SPLITS = ("train", "test")
 FILENAMES_FILE = "{split}/filenames.pickle"
@@ -73,12 +75,7 @@ def _read_keys(path: Path) -> list[str]:
 
 def _read_captions(path: Path, n: int) -> list[str]:
     """First ``n`` non-blank lines of a caption file, stripped (AttnGAN skips empty lines)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"caption file not found: {path}")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not valid UTF-8 ({e})") from e
+    text = read_utf8(path, "caption file")
     caps = [line.strip() for line in text.split("\n") if line.strip()]
     if len(caps) < n:
         raise ValueError(f"{path}: {len(caps)} non-empty captions, expected at least captions_per_image={n}")

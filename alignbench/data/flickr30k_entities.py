@@ -35,7 +35,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .text import tokenize
+from .text import read_utf8, tokenize
 
 PathLike = str | os.PathLike
 NON_VISUAL = "0"
@@ -135,12 +135,7 @@ def read_sentences(path: PathLike) -> list[Sentence]:
     """The captions of one ``Sentences/<image_id>.txt``, in file order (blank lines skipped,
     as the official reader does)."""
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"Flickr30k Entities sentences file not found: {p}")
-    try:
-        text = p.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{p}: not valid UTF-8 ({e})") from e
+    text = read_utf8(p, "Flickr30k Entities sentences file")
     return [parse_sentence(line, f"{p}: line {n}") for n, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 

@@ -12,6 +12,20 @@ PAD, UNK = "<pad>", "<unk>"
 _TOKEN = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
 
 
+def read_utf8(path, what: str) -> str:
+    """The text of a UTF-8 file; FileNotFoundError ("<what> not found: <path>") or
+    ValueError naming the file when it is missing or not UTF-8."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{what} not found: {p}")
+    try:
+        return p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{p}: not valid UTF-8 ({e})") from e
+
+
 def tokenize(text: str) -> list[str]:
     """Lower-case word tokens; punctuation other than letters/digits becomes its own token,
     except ``?``, ``.``, ``,`` and ``!`` which are dropped."""
