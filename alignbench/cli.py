@@ -96,12 +96,17 @@ def cmd_compare(overrides: list[str]) -> int:
     if "--" in overrides:  # everything after -- goes to every run's `alignbench train`
         cut = overrides.index("--")
         overrides, train_extra = overrides[:cut], overrides[cut + 1:]
+    # the user's config dirs (their own score YAMLs) reach every run and the score check
+    searchpath = [o for o in overrides if o.startswith("hydra.searchpath=")]
+    overrides = [o for o in overrides if o not in searchpath]
+    train_extra = searchpath + train_extra
     presets = sorted(p.stem for p in (EXPERIMENTS_DIR / "preset").glob("*.yaml"))
-    known = {"tasks", "scores", "seeds", "first_seed", "out", "jobs", "train", "preset"}
+    known = {"tasks", "scores", "seeds", "first_seed", "out", "jobs", "train", "preset", "baselines"}
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or key.lstrip("+~") not in known and not key.startswith("preset."):
-            raise UsageError(f"compare: cannot use {item!r}; give KEY=VALUE with KEY one of: {', '.join(sorted(known))}")
+            raise UsageError(f"compare: cannot use {item!r}; give KEY=VALUE with KEY one of: "
+                             f"{', '.join(sorted(known))} (or hydra.searchpath=[file://DIR])")
         if key == "preset" and value not in presets:
             raise UsageError(f"unknown preset {value!r}; valid choices: {', '.join(presets)}")
     try:
@@ -190,7 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
         "compare", help="run the default comparison (every score, every task) and write its report",
         description="Run experiments/compare.yaml: every score function on every task on the built-in data, "
         "then write the report. Overrides: preset=default|smoke, seeds=N, scores=[...], tasks=[...], "
-        "out=DIR, jobs=N; after `--`, training overrides for every run (e.g. -- model.hidden_dim=256). "
+        "out=DIR, jobs=N, hydra.searchpath=[file://DIR] (your own score YAMLs in DIR/score/; a score may "
+        "also be a class path such as my_pkg.scores.MyScore); after `--`, training overrides for every run "
+        "(e.g. -- model.hidden_dim=256). "
         "Completed runs with the same config are skipped (resume).",
     )
     cmp.add_argument("overrides", nargs="*", help="e.g. seeds=3 preset=smoke [-- TRAIN OVERRIDES]")
@@ -205,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     an = sub.add_parser("analyze", help="recompute a run's interpretability analysis from its checkpoint",
                         description="Grounding (pointing game, attention mass on the ground truth) and "
                         "faithfulness (deletion curves, AOPC, flip rate, Kendall tau with integrated gradients "
-                        "and leave-one-out) of a finished VQA run, written into its run.json.")
+                        "and leave-one-out) of finished runs of any task (VQA, retrieval, text-to-image), "
+                        "written into their run.json with their attention examples.")
     an.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders (holding run.json, checkpoints/)")
     an.add_argument("--examples", type=int, help="test questions for grounding and deletion (default: the run's)")
     an.add_argument("--costly-examples", type=int, help="of those, for integrated gradients and leave-one-out")
@@ -233,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_compare(argv[1:])
         args = parser.parse_args(argv)
         if args.command == "list":
-            return cmd_list(args.what, args.searchpath)
+            return cmd_list(args.what, [p.removeprefix("file://") for p in args.searchpath])
         if args.command == "analyze":
             return cmd_analyze(args.run_dirs, args.examples, args.costly_examples)
         if args.command == "evaluate":

@@ -15,7 +15,6 @@ others, so that data caches and the text-to-image evaluators are built once.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -26,9 +25,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .config import group_options
-from .preflight import compose_run
+from .preflight import ConfigError, check_score_target, compose_run, search_path_of
 from .record import config_hash, read_record
-from .runs import resumable_record
+from .runs import clear_stale, completed_record, resumable_record
 
 import alignbench.experiments as _experiments  # noqa: E402 - experiments/ ships as alignbench.experiments
 
@@ -57,10 +56,26 @@ def compose_experiment(overrides: list[str]) -> DictConfig:
         return compose("compare", overrides=overrides)
 
 
+def score_overrides(score: str) -> list[str]:
+    """The training overrides that select ``score``: a config name (built-in, or a YAML on
+    the user's ``hydra.searchpath``) or a class path ``pkg.module.Class`` (``score._target_``)."""
+    return [f"score._target_={score}"] if "." in score else [f"score={score}"]
+
+
+def score_folder(score: str) -> str:
+    """The folder name of a score's runs: its config name, or its class name."""
+    return score.rsplit(".", 1)[-1]
+
+
 def plan(cfg: DictConfig) -> list[Job]:
-    """Every job of the experiment, task by task, in score and seed order."""
+    """Every job of the experiment, task by task, in score and seed order.
+
+    ``cfg.train`` may hold ``hydra.searchpath=[file://DIR]``: the score YAMLs in
+    ``DIR/score/`` are then valid names (and part of ``scores=[all]``) for every run.
+    """
+    search_path = search_path_of(list(cfg.train))
     valid_tasks = group_options("task")
-    valid_scores = group_options("score")
+    valid_scores = group_options("score", search_path)
     tasks = list(cfg.tasks)
     scores = valid_scores if list(cfg.scores) == ["all"] else list(cfg.scores)
     for task in tasks:
@@ -69,35 +84,43 @@ def plan(cfg: DictConfig) -> list[Job]:
         if task not in cfg.preset.runs:
             raise ValueError(f"preset {cfg.preset.name!r} has no settings for task {task!r}")
     for score in scores:
-        if score not in valid_scores:
-            raise ValueError(f"unknown score {score!r}; valid choices: {', '.join(valid_scores)}")
+        if "." in score:
+            try:
+                check_score_target(score)
+            except ConfigError as err:
+                raise ValueError(str(err)) from None
+        elif score not in valid_scores:
+            raise ValueError(f"unknown score {score!r}; valid choices: {', '.join(valid_scores)} "
+                             "(or a class path such as my_pkg.scores.MyScore; a YAML of your own needs "
+                             "hydra.searchpath=[file://DIR])")
+    if len({score_folder(s) for s in scores}) != len(scores):
+        raise ValueError(f"two scores share a name: {', '.join(scores)}")
     if int(cfg.seeds) < 1:
         raise ValueError(f"seeds must be >= 1, got {cfg.seeds!r}")
     out = Path(cfg.out)
+    seeds = range(int(cfg.first_seed), int(cfg.first_seed) + int(cfg.seeds))
     jobs = []
     for task in tasks:
-        for score in scores:
-            for seed in range(int(cfg.first_seed), int(cfg.first_seed) + int(cfg.seeds)):
-                overrides = [f"task={task}", f"score={score}", f"seed={seed}", *cfg.preset.runs[task], *cfg.train]
+        rows = [(score_folder(score), score_overrides(score)) for score in scores]
+        rows += [(name, list(extra)) for name, extra in (cfg.get("baselines") or {}).get(task, {}).items()]
+        for name, selected in rows:
+            for seed in seeds:
+                overrides = [f"task={task}", *selected, f"seed={seed}", *cfg.preset.runs[task], *cfg.train]
                 resolved = OmegaConf.to_container(compose_run(overrides), resolve=True)
-                jobs.append(Job(task, score, seed, overrides, out / "runs" / task / score / f"seed{seed}",
+                jobs.append(Job(task, name, seed, overrides, out / "runs" / task / name / f"seed{seed}",
                                 config_hash(resolved)))
     return jobs
 
 
 def is_done(job: Job) -> bool:
-    """Whether ``job`` already has a completed record of the same config."""
-    try:
-        record = read_record(job.run_dir)
-    except (OSError, ValueError):
-        return False
-    return record.get("status") == "completed" and record.get("config_hash") == job.config_hash
+    """Whether ``job`` already has a completed record of the same config (the rule sweeps use too)."""
+    return completed_record(job.run_dir, job.config_hash) is not None
 
 
 def run_job(job: Job, threads: int | None) -> tuple[str, float]:
     """Run one job as an ``alignbench train`` process; returns its status and seconds."""
     if job.run_dir.exists() and resumable_record(job.run_dir, job.config_hash) is None:
-        shutil.rmtree(job.run_dir)  # a failed or outdated run: start it afresh (an unfinished one resumes)
+        clear_stale(job.run_dir)  # a failed or outdated run: start it afresh (an unfinished one resumes)
     job.run_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     if threads:

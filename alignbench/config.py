@@ -29,6 +29,19 @@ def score_label(choice: str | None, target: str) -> str:
     return target.rsplit(".", 1)[-1] or "unknown"
 
 
+def run_label(choice: str | None, target: str, model: dict) -> tuple[str, bool]:
+    """The row a run belongs to in a report, and whether it is a baseline: the score's label
+    (:func:`score_label`); ``question_only`` for a VQA model that never sees the image
+    (``model.use_image=false``, a baseline); ``<score>+scan`` for retrieval with SCAN's
+    raw-score treatment (``model.scan_treatment=on``, an ablation)."""
+    if model.get("use_image", True) is False:
+        return "question_only", True
+    label = score_label(choice, target)
+    if model.get("scan_treatment", "off") == "on":
+        label += "+scan"
+    return label, False
+
+
 def register_resolvers() -> None:
     """``${score_label:<choice>,<target>}`` for run directory names."""
     from omegaconf import OmegaConf

@@ -77,6 +77,15 @@ def check_arguments(target: str, kwargs: dict[str, Any], prefix: str) -> None:
             raise ConfigError(f"{prefix}.{key}={value!r} is not valid: {cls.__name__} expects {expected}")
 
 
+def check_score_target(target: str) -> None:
+    """:class:`ConfigError` unless ``target`` (``score._target_``) names an importable class."""
+    try:
+        _locate(target)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(f"score._target_: cannot import {target!r} ({type(err).__name__}: {err}); "
+                          "is its package installed or on PYTHONPATH?") from None
+
+
 def compose_run(overrides: list[str]):
     """The composed training config of ``overrides`` (without Hydra's own node)."""
     from hydra import compose, initialize_config_dir
@@ -117,6 +126,7 @@ def check_run(overrides: list[str], build_data: bool = True) -> None:
         resolved = OmegaConf.to_container(cfg, resolve=True)
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(first_line(err)) from None
+    check_score_target(str(resolved["score"].get("_target_", "")))
     check_arguments(resolved["trainer"]["_target_"], resolved["trainer"], "trainer")
     check_arguments(resolved["model"]["_target_"], resolved["model"], "model")
     if cfg.task.name not in cfg.data.tasks:
@@ -136,7 +146,7 @@ HYDRA_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "
                      "--config-dir", "-cd", "--experimental-rerun"}
 
 
-def _search_path(overrides: list[str]) -> list[str]:
+def search_path_of(overrides: list[str]) -> list[str]:
     """Directories given by a ``hydra.searchpath=[…]`` override (file:// or plain paths)."""
     dirs: list[str] = []
     for item in overrides:
@@ -158,7 +168,7 @@ def validate_overrides(overrides: list[str]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    search_path = _search_path(overrides)
+    search_path = search_path_of(overrides)
     plain: list[str] = []
     skip = False
     for item in overrides:

@@ -2,10 +2,17 @@
 
 The results layer reads these records and nothing else. Fields: ``task``, ``data``,
 ``score`` (config choice, or the class name when ``score._target_`` was overridden),
-``seed``, ``status`` (``running``/``completed``/``failed``), ``error``, ``metrics`` (flat
-dict of final test metrics), ``history`` (validation metrics per epoch), ``params``,
-``score_params``, ``wall_seconds``, ``train_seconds``, ``config`` (resolved),
-``config_hash``, ``versions`` and ``started``/``finished`` (UTC, ISO 8601).
+``seed``, ``status``, ``error``, ``metrics`` (flat dict of final test metrics),
+``history`` (validation metrics per epoch), ``params``, ``score_params``, ``wall_seconds``,
+``train_seconds``, ``config`` (resolved), ``config_hash``, ``versions`` and
+``started``/``finished`` (UTC, ISO 8601).
+
+``status`` is ``running`` (rewritten after every epoch), ``completed`` (tested and
+analysed), ``failed`` (``error`` and ``traceback`` say why) or ``interrupted`` (stopped by
+Ctrl-C or SIGTERM; like a ``running`` record left by a killed process, the same command
+resumes it from ``checkpoints/last.ckpt``). A record holds no absolute path: the files of a
+run (checkpoints, attention examples, samples) are found beside it, so a results folder can
+be moved, shared or committed.
 """
 
 from __future__ import annotations
@@ -24,7 +31,13 @@ ATTENTION_FILE = "attention_examples.npz"
 # keys that change how a run is shown, not what it computes
 HASH_EXCLUDE = {("trainer", "enable_progress_bar"), ("trainer", "enable_model_summary"), ("output_root",),
                 ("skip_completed",), ("analysis",),
-                ("data", "entities_path")}  # grounding truth: read by the analysis only
+                ("data", "entities_path"), ("data", "karpathy_json")}  # grounding truth: read by the analysis only
+
+
+def recorded_config(resolved: dict) -> dict:
+    """The resolved config as a record keeps it: without ``output_root`` (where runs go on
+    the machine that made it; the record's own folder says where it is)."""
+    return {k: v for k, v in resolved.items() if k != "output_root"}
 
 
 def _strip(config: Any, prefix: tuple = ()) -> Any:

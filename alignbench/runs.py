@@ -1,51 +1,86 @@
-"""Finding earlier runs by their records: completed ones (a sweep skips them) and
-unfinished ones with a checkpoint (a re-run resumes them)."""
+"""Finding earlier runs by their records: one rule for "this run is done" (a sweep and
+``alignbench compare`` skip it), for "this run can resume" (an unfinished run of the same
+config with a last checkpoint) and for what is left of a stale run."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+from typing import Iterable
 
 from .record import RECORD_NAME, read_record
 
-
 RESUMABLE = ("running", "interrupted")  # a run that stopped without finishing (killed, Ctrl-C)
+# what a training run writes into its folder (Hydra's .hydra/ and the caller's stdout.log are left alone)
+RUN_OUTPUTS = ("checkpoints", "logs", RECORD_NAME)
 
 
-def resumable_record(run_dir: Path, wanted_hash: str) -> dict | None:
-    """The record in ``run_dir`` if it is an unfinished run of the same config with a last
-    checkpoint to resume from."""
+def _record(run_dir: Path) -> dict | None:
     try:
-        record = read_record(run_dir)
+        return read_record(run_dir)
     except (OSError, ValueError):
         return None
-    if (record.get("status") in RESUMABLE and record.get("config_hash") == wanted_hash
+
+
+def completed_record(run_dir: str | Path, wanted_hash: str) -> dict | None:
+    """The record in ``run_dir`` if it is ``completed`` with config hash ``wanted_hash``:
+    the one rule for "this run is done"."""
+    record = _record(Path(run_dir))
+    if record is not None and record.get("status") == "completed" and record.get("config_hash") == wanted_hash:
+        return record
+    return None
+
+
+def resumable_record(run_dir: str | Path, wanted_hash: str) -> dict | None:
+    """The record in ``run_dir`` if it is an unfinished run of the same config with a last
+    checkpoint to resume from."""
+    run_dir = Path(run_dir)
+    record = _record(run_dir)
+    if (record is not None and record.get("status") in RESUMABLE and record.get("config_hash") == wanted_hash
             and (run_dir / "checkpoints" / "last.ckpt").is_file()):
         return record
     return None
 
 
-def find_resumable(root: str | Path, wanted_hash: str) -> Path | None:
-    """A run folder under ``root`` holding an unfinished run of the same config (see
-    :func:`resumable_record`)."""
-    root = Path(root)
-    if not root.is_dir():
-        return None
-    for path in sorted(root.rglob(RECORD_NAME)):
-        if resumable_record(path.parent, wanted_hash) is not None:
-            return path.parent
+def clear_stale(run_dir: str | Path) -> None:
+    """Remove what an earlier run (failed, or of another config) left in ``run_dir``, so a
+    new run never writes ``best-v1.ckpt`` beside an old checkpoint nor mixes logs."""
+    run_dir = Path(run_dir)
+    for name in RUN_OUTPUTS:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def _records_under(roots: Iterable[str | Path]) -> list[Path]:
+    seen: set[Path] = set()
+    found = []
+    for root in roots:
+        root = Path(root)
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob(RECORD_NAME)):
+            key = path.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append(path.parent)
+    return found
+
+
+def find_completed(roots: Iterable[str | Path], wanted_hash: str) -> Path | None:
+    """A run folder under any of ``roots`` whose run is done (:func:`completed_record`)."""
+    for run_dir in _records_under(roots):
+        if completed_record(run_dir, wanted_hash) is not None:
+            return run_dir
     return None
 
 
-def find_completed(root: str | Path, wanted_hash: str) -> Path | None:
-    """A ``run.json`` under ``root`` that is ``completed`` with config hash ``wanted_hash``."""
-    root = Path(root)
-    if not root.is_dir():
-        return None
-    for path in sorted(root.rglob(RECORD_NAME)):
-        try:
-            record = read_record(path.parent)
-        except (OSError, ValueError):
-            continue
-        if record.get("status") == "completed" and record.get("config_hash") == wanted_hash:
-            return path
+def find_resumable(roots: Iterable[str | Path], wanted_hash: str) -> Path | None:
+    """A run folder under any of ``roots`` holding an unfinished run of the same config
+    (see :func:`resumable_record`)."""
+    for run_dir in _records_under(roots):
+        if resumable_record(run_dir, wanted_hash) is not None:
+            return run_dir
     return None

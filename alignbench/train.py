@@ -15,9 +15,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .assembly import build_parts, interpretation, rank_zero, trainer_config
-from .config import score_label
-from .record import RECORD_NAME, config_hash, library_versions, read_record, write_json_atomic
-from .runs import find_completed, find_resumable, resumable_record
+from .config import run_label
+from .record import RECORD_NAME, config_hash, library_versions, read_record, recorded_config, write_json_atomic
+from .runs import clear_stale, completed_record, find_completed, find_resumable, resumable_record
 
 log = logging.getLogger("alignbench")
 FAILED_RUNS: list[str] = []  # run dirs of failed runs in this process (a sweep goes on past them)
@@ -78,12 +78,13 @@ def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> di
     started, t0 = _utc(), time.perf_counter()
     resolved = OmegaConf.to_container(cfg, resolve=True)
     previous = resumable_record(run_dir, config_hash(resolved))
+    label, baseline = run_label(score_choice, str(cfg.score.get("_target_", "")), resolved["model"])
     record: dict[str, Any] = {
-        "task": cfg.task.name, "data": cfg.data.name, "score": score_label(score_choice, str(cfg.score.get("_target_", ""))),
+        "task": cfg.task.name, "data": cfg.data.name, "score": label, "baseline": baseline,
         "seed": int(cfg.seed), "status": "running", "error": None, "metrics": {}, "history": [],
         "params": None, "score_params": None, "wall_seconds": None, "train_seconds": None,
-        "config": resolved, "config_hash": config_hash(resolved), "versions": library_versions(),
-        "run_dir": str(run_dir), "started": started, "finished": None,
+        "config": recorded_config(resolved), "config_hash": config_hash(resolved), "versions": library_versions(),
+        "started": started, "finished": None,
     }
     writer = rank_zero()
 
@@ -97,7 +98,10 @@ def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> di
 
     history = HistoryCallback(save_progress)
     resume_from = None
-    if previous is not None:
+    if previous is None:
+        if writer:  # what an earlier run of this folder left (no best-v1.ckpt beside an old best)
+            clear_stale(run_dir)
+    else:
         resume_from = str(run_dir / "checkpoints" / "last.ckpt")
         record["started"], record["resumed"] = previous.get("started", started), previous.get("resumed", 0) + 1
         history.history = list(previous.get("history") or [])
@@ -147,25 +151,36 @@ def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> di
     return record
 
 
+def search_roots(cfg: DictConfig, hc) -> list[Path]:
+    """Where earlier runs of this command may be: the sweep folder (``hydra.sweep.dir``,
+    wherever it was set) in a sweep, and ``output_root``."""
+    from hydra.types import RunMode
+
+    roots = [Path(hc.sweep.dir)] if hc.mode == RunMode.MULTIRUN else []
+    return roots + [Path(cfg.output_root)]
+
+
 def hydra_entry(cfg: DictConfig) -> float | None:
     """Body of the Hydra app: one run in Hydra's run directory.
 
     In a sweep (``-m``) with ``skip_completed`` on, a job whose config already has a
-    completed record under ``output_root`` is skipped, so a re-run sweep resumes.
+    completed record in the sweep folder or under ``output_root`` is skipped, so a re-run
+    sweep resumes (the rule of :func:`alignbench.runs.completed_record`, shared with
+    ``alignbench compare``).
     """
     from hydra.types import RunMode
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     wanted = config_hash(OmegaConf.to_container(cfg, resolve=True))
+    monitor = cfg.task.monitor.replace("val/", "test/")
     if hc.mode == RunMode.MULTIRUN and cfg.get("skip_completed", False):
-        done = find_completed(cfg.output_root, wanted)
+        done = run_dir if completed_record(run_dir, wanted) else find_completed(search_roots(cfg, hc), wanted)
         if done is not None:
             log.info("skipped: the same config already completed in %s", done)
-            record = read_record(done.parent)
-            return record["metrics"].get(cfg.task.monitor.replace("val/", "test/"))
+            return read_record(done)["metrics"].get(monitor)
     if resumable_record(run_dir, wanted) is None:  # a single run gets a new folder: look for an unfinished one
-        run_dir = find_resumable(cfg.output_root, wanted) or run_dir
+        run_dir = find_resumable(search_roots(cfg, hc), wanted) or run_dir
     record = train(cfg, run_dir, hc.runtime.choices.get("score"))
     if record["status"] != "completed":
         FAILED_RUNS.append(str(run_dir))
@@ -173,5 +188,4 @@ def hydra_entry(cfg: DictConfig) -> float | None:
             raise SystemExit(f"alignbench: run failed ({record['error']}); record: {run_dir / RECORD_NAME}")
         return None
     log.info("run.json: %s", run_dir / RECORD_NAME)
-    monitor = cfg.task.monitor.replace("val/", "test/")
     return record["metrics"].get(monitor)

@@ -27,11 +27,13 @@ def sweep(tmp_path_factory):
 def test_compare_runs_every_job_and_writes_the_report(sweep, capsys):
     records = sorted((sweep / "runs").rglob("run.json"))
     assert [r.relative_to(sweep / "runs").parts[:3] for r in records] == [
-        ("vqa", "ban", "seed0"), ("vqa", "ban", "seed1"), ("vqa", "dot", "seed0"), ("vqa", "dot", "seed1")]
+        ("vqa", "ban", "seed0"), ("vqa", "ban", "seed1"), ("vqa", "dot", "seed0"), ("vqa", "dot", "seed1"),
+        ("vqa", "question_only", "seed0"), ("vqa", "question_only", "seed1")]
     assert all(read_record(r.parent)["status"] == "completed" for r in records)
     assert all(read_record(r.parent)["config"]["trainer"]["log_every_n_steps"] == 7 for r in records)  # after --
     report = (sweep / "report" / "report.md").read_text()
-    assert "4 completed run(s)" in report and "| ban | 2 |" in report and "| dot | 2 |" in report
+    assert "6 completed run(s)" in report and "| ban | 2 |" in report and "| dot | 2 |" in report
+    assert "| question_only (baseline) | 2 |" in report
     assert (sweep / "report" / "figures" / "vqa_synthetic_attention.png").is_file()  # heatmaps of both scores
 
 
@@ -43,10 +45,11 @@ def test_compare_resumes_and_reruns_only_what_is_missing(sweep, capsys):
     capsys.readouterr()
     assert main(["compare", *TINY, "seeds=2", f"out={sweep}", "--", "trainer.log_every_n_steps=7"]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("[skip]") == 3 and "[1/1] vqa dot seed1: completed" in printed
+    assert printed.count("[skip]") == 5 and "[1/1] vqa dot seed1: completed" in printed
     assert {p: p.stat().st_mtime_ns for p in before} == before  # completed runs untouched
     assert read_record(failed)["status"] == "completed"
     assert read_record(failed)["metrics"] == record["metrics"]  # same seed, same config: same result
+    assert sorted(p.name for p in (failed / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
 
 
 def test_notebook_executes_on_the_sweep(sweep):
@@ -60,16 +63,21 @@ def test_notebook_executes_on_the_sweep(sweep):
     finally:
         del os.environ["ALIGNBENCH_RESULTS"]
     outputs = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "4 completed runs, 0 skipped" in outputs
+    assert "6 completed runs, 0 skipped" in outputs
     assert any("image/png" in o.get("data", {}) for c in notebook.cells for o in c.get("outputs", []))
 
 
 def test_plan_covers_tasks_scores_seeds():
     cfg = compose_experiment(["seeds=3", "first_seed=5"])
     jobs = plan(cfg)
-    assert len(jobs) == 3 * 9 * 3 and {j.seed for j in jobs} == {5, 6, 7}
+    scores = list(cfg.scores)
+    assert {"uniform", "coattention", "coattention_maxpool"} <= set(scores)  # the control in every comparison
+    assert len(jobs) == 3 * len(scores) * 3 + 3 and {j.seed for j in jobs} == {5, 6, 7}
     assert jobs[0].overrides[:3] == ["task=vqa", "score=dot", "seed=5"]
+    baseline = [j for j in jobs if j.score == "question_only"]  # VQA's question-only model, 3 seeds
+    assert len(baseline) == 3 and all(j.task == "vqa" and "model.use_image=false" in j.overrides for j in baseline)
     assert len({j.run_dir for j in jobs}) == len(jobs)  # no two jobs share a folder
+    assert not [j for j in plan(compose_experiment(["baselines=null"])) if j.score == "question_only"]
 
 
 @pytest.mark.parametrize("override, message", [
@@ -105,3 +113,56 @@ def test_train_sweep_skips_completed_and_continues_past_failure(tmp_path):
     assert (bad.stdout + bad.stderr).count("skipped: the same config already completed") == 1  # lr=0.001 is the default
     statuses = sorted(json.loads(p.read_text())["status"] for p in tmp_path.rglob("run.json"))
     assert statuses == ["completed", "completed", "completed", "failed"]
+
+
+def test_compare_runs_a_users_score_from_their_config_folder_and_by_class(tmp_path, capsys, monkeypatch):
+    """The README's "add your own score" walk-through: a YAML on hydra.searchpath and a class path."""
+    from conftest import USER_CONF, USER_PKG
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(USER_PKG), os.environ.get("PYTHONPATH")])))
+    monkeypatch.syspath_prepend(str(USER_PKG))
+    out = tmp_path / "cmp"
+    code = main(["compare", "preset=smoke", "tasks=[vqa]", "scores=[dot,neg_distance,my_scores.NegSquaredDistanceScore]",
+                 f"hydra.searchpath=[file://{USER_CONF}]", f"out={out}"])
+    assert code == 0, capsys.readouterr().err
+    for folder in ("dot", "neg_distance", "NegSquaredDistanceScore"):
+        record = read_record(out / "runs" / "vqa" / folder / "seed0")
+        assert record["status"] == "completed" and record["score"] == folder
+    assert read_record(out / "runs" / "vqa" / "neg_distance" / "seed0")["config"]["score"]["_target_"] == \
+        "my_scores.NegSquaredDistanceScore"
+    report = (out / "report" / "report.md").read_text()
+    assert "| neg_distance | 1 |" in report and "| NegSquaredDistanceScore | 1 |" in report
+
+
+def test_all_scores_include_the_users_and_unknown_ones_name_the_way(tmp_path, capsys):
+    from conftest import USER_CONF
+
+    cfg = compose_experiment(["scores=[all]", "tasks=[vqa]"])
+    cfg.train = [f"hydra.searchpath=[file://{USER_CONF}]"]
+    assert "neg_distance" in {j.score for j in plan(cfg)}
+    assert main(["compare", "scores=[dot,neg_distance]", f"out={tmp_path / 'out'}"]) == 2  # no search path given
+    assert "hydra.searchpath" in capsys.readouterr().err
+    assert main(["compare", "scores=[nowhere.NoScore]", f"out={tmp_path / 'out'}"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot import 'nowhere.NoScore'" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_rerunning_a_finished_sweep_in_its_own_folder_trains_nothing(tmp_path):
+    """hydra.sweep.dir outside output_root: the re-run finds the completed jobs where the sweep wrote them."""
+    env = {**os.environ, "ALIGNBENCH_OUTPUT": str(tmp_path / "elsewhere")}
+    sweep_dir = tmp_path / "my_sweep"
+    args = [sys.executable, "-m", "alignbench", "train", "-m", "task=vqa", "preset=tiny", "score=dot,cosine",
+            "analysis.enabled=false", f"hydra.sweep.dir={sweep_dir}"]
+    first = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    records = sorted(sweep_dir.rglob("run.json"))
+    assert len(records) == 2
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in records}
+    checkpoints = sorted(p.name for p in sweep_dir.rglob("*.ckpt"))
+    again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (again.stdout + again.stderr).count("skipped: the same config already completed") == 2
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sweep_dir.rglob("run.json")} == before
+    assert sorted(p.name for p in sweep_dir.rglob("*.ckpt")) == checkpoints  # no best-v1.ckpt
+    assert not (tmp_path / "elsewhere").exists()

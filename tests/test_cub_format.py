@@ -200,6 +200,28 @@ def test_malformed_pickle_named(birds, content):
         read_t2i_split(birds, "train")
 
 
+@pytest.mark.parametrize("layout, bad", [
+    # AttnGAN's list of str keys as a text pickle (protocol 0), then LF -> CRLF, as a text-mode
+    # copy or a Windows checkout does: every key now ends in "\r"
+    ("crlf", [0, 1]),
+    ("binary", [1]),  # a binary pickle whose second key carries a stray "\r"
+])
+def test_keys_with_control_characters_are_named(birds, layout, bad):
+    path = birds / "train" / "filenames.pickle"
+    if layout == "crlf":
+        path.write_bytes(pickle.dumps([K0, K1], protocol=0).replace(b"\n", b"\r\n"))
+    else:
+        with open(path, "wb") as f:
+            pickle.dump([K0, K1 + "\r"], f, protocol=2)
+    first = [K0, K1][bad[0]] + "\r"
+    with pytest.raises(ValueError) as e:
+        read_t2i_split(birds, "train")
+    assert str(e.value) == (
+        f"{path}: {len(bad)} of 2 keys contain control characters (first: entry {bad[0]} {first!r}); the file was "
+        "likely converted to CRLF line endings or opened in text mode: use the original binary filenames.pickle")
+    assert "\n" not in str(e.value) and "\\r'" in str(e.value)  # one line; the \r shown, not printed
+
+
 def test_missing_caption_file(birds):
     (birds / "text" / f"{K1}.txt").unlink()
     with pytest.raises(FileNotFoundError, match=re.escape(str(birds / "text" / f"{K1}.txt"))):

@@ -1,5 +1,6 @@
 """Flickr30k Entities readers and region-level grounding truth for SCAN precomp features, on
-tiny fixtures in the official layouts (Annotations/<id>.xml, Sentences/<id>.txt) and SCAN's.
+tiny fixtures in the official layouts (Annotations/<id>.xml, Sentences/<id>.txt), SCAN's
+(test_ids.txt: positions in Karpathy's dataset_flickr30k.json) and Karpathy's JSON.
 
 Fixture: 3 images, R=4 regions with hand-placed boxes, D=6 features, 5 captions each.
 """
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from alignbench.data.flickr30k_entities import (box_iou, caption_region_truth, parse_sentence, read_annotation,
-                                                read_sentences)
+                                                read_scan_positions, read_sentences)
 from alignbench.data.scan_precomp import ScanPrecompDataModule
 
 R, D = 4, 6
@@ -124,7 +125,8 @@ def write_entities(root, images=IMAGES):
 
 def write_fixture(root, ids=ORDER):
     """SCAN precomp splits (features, captions; the same 3 images in every split), the test
-    split's ids and region boxes, and the Entities folder. Returns (precomp, entities)."""
+    split's Flickr ids (our test_flickr_ids.txt) and region boxes, and the Entities folder.
+    Returns (precomp, entities)."""
     folder = root / "f30k_precomp"
     folder.mkdir(exist_ok=True)
     feats = np.random.default_rng(0).standard_normal((len(ORDER), R, D)).astype(np.float32)
@@ -132,7 +134,7 @@ def write_fixture(root, ids=ORDER):
     for split in ("train", "dev", "test"):
         np.save(folder / f"{split}_ims.npy", feats)
         (folder / f"{split}_caps.txt").write_text(captions, encoding="utf-8")
-    (folder / "test_ids.txt").write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
+    (folder / "test_flickr_ids.txt").write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
     np.save(folder / "test_boxes.npy", np.array([IMAGES[i][5] for i in ORDER], dtype=np.float32))
     return folder, write_entities(root)
 
@@ -252,13 +254,14 @@ def test_ids_in_the_wrong_order_are_caught_before_training(tmp_path):
     write_fixture(tmp_path, ids=[ORDER[1], ORDER[0], ORDER[2]])
     dm = module(tmp_path)
     with pytest.raises(ValueError, match=r"caption 0 'A man with pierced ears is wearing glasses\.' is sentence 1 "
-                                         r"of image 36979 .*test_ids\.txt.*order of the feature rows"):
+                                         r"of image 36979 .*test_flickr_ids\.txt.*order of the feature rows"):
         dm.setup()
 
 
-@pytest.mark.parametrize("missing", ["f30k_precomp/test_ids.txt", "f30k_precomp/test_boxes.npy",
-                                     "entities/Sentences"])
-def test_missing_file_is_named_at_construction(tmp_path, missing):
+@pytest.mark.parametrize("missing, message", [("f30k_precomp/test_flickr_ids.txt", "grounding: missing"),
+                                              ("f30k_precomp/test_boxes.npy", "entities_path is set but"),
+                                              ("entities/Sentences", "entities_path is set but")])
+def test_missing_file_is_named_at_construction(tmp_path, missing, message):
     write_fixture(tmp_path)
     path = tmp_path / missing
     if path.is_dir():
@@ -267,7 +270,7 @@ def test_missing_file_is_named_at_construction(tmp_path, missing):
         path.rmdir()
     else:
         path.unlink()
-    with pytest.raises(FileNotFoundError, match="entities_path is set but") as e:
+    with pytest.raises(FileNotFoundError, match=message) as e:
         module(tmp_path)
     assert str(path) in str(e.value)
 
@@ -279,7 +282,7 @@ def test_missing_image_files_and_other_splits_are_named(tmp_path):
         module(tmp_path).setup()
     write_fixture(tmp_path)
     dm = module(tmp_path)
-    with pytest.raises(FileNotFoundError, match="dev_ids.txt"):  # val truth is read only when asked for
+    with pytest.raises(FileNotFoundError, match="dev_flickr_ids.txt"):  # val truth is read only when asked for
         dm.grounding_masks("val", [0])
 
 
@@ -308,6 +311,127 @@ def test_caption_truth_pairs_caption_i_with_sentence_i_mod_5(tmp_path):
     swapped[0], swapped[1] = swapped[1], swapped[0]  # right image, wrong sentence
     with pytest.raises(ValueError, match="caption 0 'Ears earrings.' is sentence 1 of image 1000092795"):
         caption_region_truth(entities, ORDER, swapped, boxes)
+
+
+# --- SCAN's own test_ids.txt: positions in Karpathy's dataset_flickr30k.json -----------------
+
+# A miniature of Karpathy's dataset_flickr30k.json: the images sorted by file name, imgid = the
+# position in the list (the real file starts 1000092795.jpg, 10002456.jpg, 1000268201.jpg, ...).
+KARPATHY_FILES = ["1000092795.jpg", "10002456.jpg", "1000268201.jpg", "36979.jpg", "4017105.jpg", "65567.jpg"]
+POSITIONS = [0, 3, 5]  # of ORDER, as SCAN's test_ids.txt lists them
+
+
+def write_karpathy(root, files=KARPATHY_FILES, dataset="flickr30k", imgids=None):
+    """``<root>/dataset_flickr30k.json`` in Karpathy's layout (``imgids`` overrides imgid)."""
+    images, sentid = [], 0
+    for position, filename in enumerate(files):
+        stem = filename[: -len(".jpg")]
+        raws = IMAGES[stem][4] if stem in IMAGES else [f"A distractor photo {position} , take {k} ." for k in range(5)]
+        imgid = position if imgids is None else imgids[position]
+        sentences = [{"tokens": r.lower().rstrip(".").split(), "raw": r, "imgid": imgid, "sentid": sentid + k}
+                     for k, r in enumerate(raws)]
+        images.append({"sentids": [x["sentid"] for x in sentences], "imgid": imgid, "sentences": sentences,
+                       "split": "test" if stem in IMAGES else "train", "filename": filename})
+        sentid += len(sentences)
+    path = root / "dataset_flickr30k.json"
+    path.write_text(json.dumps({"images": images, "dataset": dataset}), encoding="utf-8")
+    return path
+
+
+def write_scan_ids(folder, positions=POSITIONS, split="test"):
+    """SCAN's ``{split}_ids.txt``: one Karpathy position a line."""
+    (folder / f"{split}_ids.txt").write_text("".join(f"{p}\n" for p in positions), encoding="utf-8")
+
+
+def scan_release(root, positions=POSITIONS):
+    """The fixture as SCAN ships it: its test_ids.txt, not our test_flickr_ids.txt."""
+    folder, _ = write_fixture(root)
+    (folder / "test_flickr_ids.txt").unlink()
+    write_scan_ids(folder, positions)
+    return folder
+
+
+def test_scan_ids_are_mapped_through_karpathy_json(tmp_path):
+    scan_release(tmp_path)
+    karpathy = str(write_karpathy(tmp_path))
+    assert torch.equal(module(tmp_path, karpathy_json=karpathy).grounding_masks("test", list(range(15))), EXPECTED)
+    limited = module(tmp_path, karpathy_json=karpathy, limit=2)
+    assert torch.equal(limited.grounding_masks("test", list(range(10))), EXPECTED[:10])
+
+
+def test_scan_ids_one_line_per_caption_are_read_per_row(tmp_path):
+    folder = scan_release(tmp_path, [p for p in POSITIONS for _ in range(5)])
+    karpathy = str(write_karpathy(tmp_path))
+    assert read_scan_positions(folder / "test_ids.txt", 3) == POSITIONS
+    assert torch.equal(module(tmp_path, karpathy_json=karpathy).grounding_masks("test", list(range(15))), EXPECTED)
+
+
+def test_scan_ids_without_karpathy_json_are_explained(tmp_path):
+    scan_release(tmp_path)
+    with pytest.raises(FileNotFoundError) as e:
+        module(tmp_path)
+    message = str(e.value)
+    assert "\n" not in message and str(tmp_path / "f30k_precomp" / "test_flickr_ids.txt") in message
+    assert "test_ids.txt beside it is SCAN's file, whose lines are image positions in Karpathy's " \
+           "dataset_flickr30k.json 'images' list, not Flickr photo ids" in message
+    assert "set data.karpathy_json" in message
+
+
+def test_our_ids_win_over_scan_ids_beside_them(tmp_path):
+    """SCAN's release ships test_ids.txt: our file beside it is what is read (no more
+    'Sentences/0.txt not found'), with or without karpathy_json."""
+    folder, _ = write_fixture(tmp_path)
+    write_scan_ids(folder, [7, 1, 2])  # positions that would map to the wrong images
+    assert torch.equal(module(tmp_path).grounding_masks("test", list(range(15))), EXPECTED)
+    karpathy = str(write_karpathy(tmp_path))
+    assert torch.equal(module(tmp_path, karpathy_json=karpathy).grounding_masks("test", list(range(15))), EXPECTED)
+
+
+def test_scan_ids_in_the_wrong_order_name_both_files(tmp_path):
+    scan_release(tmp_path, [3, 0, 5])
+    karpathy = write_karpathy(tmp_path)
+    dm = module(tmp_path, karpathy_json=str(karpathy))
+    with pytest.raises(ValueError, match=rf"caption 0 .* of image 36979 \(row 0 of .*test_ids\.txt \(mapped through "
+                                         rf"{re.escape(str(karpathy))}\)\)"):
+        dm.setup()
+
+
+@pytest.mark.parametrize("lines, message", [
+    ([0, 3], r"test_ids\.txt: 2 lines for 3 feature rows of test_ims\.npy; SCAN's ids file has one image position "
+             r"per feature row"),
+    (POSITIONS * 5, r"test_ids\.txt: 15 lines for 3 feature rows"),  # 5 per row, but not 5 equal lines per row
+    ([0, "1000092795.jpg", 5], r"test_ids\.txt: line 2 is '1000092795\.jpg', not an image position"),
+    ([0, 3, 9], r"test_ids\.txt: row 2 has position 9, outside the 6 images of .*dataset_flickr30k\.json "
+                r"\(1 of 3 rows are\)"),
+])
+def test_scan_ids_are_checked(tmp_path, lines, message):
+    scan_release(tmp_path, lines)
+    dm = module(tmp_path, karpathy_json=str(write_karpathy(tmp_path)))
+    with pytest.raises(ValueError, match=message):
+        dm.setup()
+
+
+@pytest.mark.parametrize("karpathy, message", [
+    (dict(dataset="coco"), r"dataset_flickr30k\.json: dataset is 'coco'"),
+    (dict(imgids=[0, 1, 2, 7, 4, 5]), r"images\[3\] \(36979\.jpg\) has imgid 7; SCAN's ids are positions"),
+])
+def test_karpathy_json_is_checked(tmp_path, karpathy, message):
+    scan_release(tmp_path)
+    dm = module(tmp_path, karpathy_json=str(write_karpathy(tmp_path, **karpathy)))
+    with pytest.raises(ValueError, match=message):
+        dm.setup()
+
+
+def test_karpathy_json_files_are_named_at_construction(tmp_path):
+    folder = scan_release(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"karpathy_json: .*nowhere\.json not found"):
+        module(tmp_path, karpathy_json=str(tmp_path / "nowhere.json"))
+    karpathy = str(write_karpathy(tmp_path))
+    (folder / "test_ids.txt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"neither .*test_flickr_ids\.txt .* nor SCAN's .*test_ids\.txt"):
+        module(tmp_path, karpathy_json=karpathy)
+    with pytest.raises(ValueError, match="karpathy_json=.* is set but entities_path is not"):
+        ScanPrecompDataModule(data_path=str(tmp_path), karpathy_json=karpathy)
 
 
 # --- the analysis end to end ------------------------------------------------------------------
@@ -346,14 +470,21 @@ def test_analysis_uses_region_truth_directly(tmp_path):
     assert result["deletion"]["examples"] == 15
 
 
-def test_tiny_run_records_entities_grounding(tmp_path):
+@pytest.mark.parametrize("ids", ["ours", "scan"])
+def test_tiny_run_records_entities_grounding(tmp_path, ids):
     from alignbench.cli import main
     from alignbench.record import read_record
 
-    write_fixture(tmp_path)
+    extra = []
+    if ids == "ours":
+        write_fixture(tmp_path)
+    else:  # SCAN's test_ids.txt and data.karpathy_json
+        scan_release(tmp_path)
+        extra = [f"data.karpathy_json={write_karpathy(tmp_path)}"]
     assert main(["train", "task=retrieval", "data=scan_precomp", "preset=tiny", "score=scaled_dot",
                  f"data.data_path={tmp_path}", f"data.entities_path={tmp_path / 'entities'}", "data.batch_size=4",
-                 "trainer.max_epochs=1", "analysis.costly_examples=2", f"hydra.run.dir={tmp_path / 'run'}"]) == 0
+                 "trainer.max_epochs=1", "analysis.costly_examples=2", f"hydra.run.dir={tmp_path / 'run'}",
+                 *extra]) == 0
     record = read_record(tmp_path / "run")
     assert record["status"] == "completed", record["error"]
     assert record["metrics"]["test/pointing_chance"] == pytest.approx(50.0)
@@ -367,5 +498,6 @@ def test_entities_path_does_not_change_the_config_hash():
 
     base = {"task": {"name": "retrieval"}, "data": {"name": "scan_precomp", "entities_path": None, "limit": 3}}
     with_entities = {**base, "data": {**base["data"], "entities_path": "/data/flickr30k_entities"}}
+    with_karpathy = {**base, "data": {**with_entities["data"], "karpathy_json": "/data/dataset_flickr30k.json"}}
     other = {**base, "data": {**base["data"], "limit": 4}}
-    assert config_hash(base) == config_hash(with_entities) != config_hash(other)
+    assert config_hash(base) == config_hash(with_entities) == config_hash(with_karpathy) != config_hash(other)

@@ -103,7 +103,11 @@ def test_report_files_and_golden_snapshot(tmp_path):
                  "figures/vqa_synthetic_val_curves.png", "figures/vqa_synthetic_entropy.png",
                  "figures/vqa_synthetic_deletion.png"):
         assert (out / name).is_file(), name
-    text = (out / "report.md").read_text().replace(str(root), "RUNS")
+    text = (out / "report.md").read_text()
+    assert "12 completed run(s) from ../runs;" in text  # paths relative to the report folder
+    for name in ("report.md", "report.html", "runs.csv", "summary.csv"):
+        assert str(tmp_path) not in (out / name).read_text(), f"{name} names an absolute path"
+    assert set(pd.read_csv(out / "runs.csv")["run_dir"].str.split("/").str[:2].map(tuple)) == {("..", "runs")}
     assert "Set-up (the same for every score): train/val/test examples 10/2/3, epochs 2, hidden size 8" in text
     assert "Most faithful by AOPC gain: ban; least: scaled_dot." in text  # AOPC gain 6.8 vs 5.8
     assert "| ban | 2 | **78.00 ± 2.83** | 20.00 ± 0.00 | **6.80 ± 0.28** | 3 |" in text
@@ -151,4 +155,19 @@ if os.environ.get("ALIGNBENCH_UPDATE_GOLDEN"):  # regenerate: ALIGNBENCH_UPDATE_
         root = fabricate(tmp_path / "runs")
         write_report([root], tmp_path / "report")
         GOLDEN.parent.mkdir(exist_ok=True)
-        GOLDEN.write_text((tmp_path / "report" / "report.md").read_text().replace(str(root), "RUNS"))
+        GOLDEN.write_text((tmp_path / "report" / "report.md").read_text())
+
+
+def test_a_baseline_row_is_marked_never_best_and_not_ranked(tmp_path):
+    root = fabricate(tmp_path / "runs")
+    for seed in (0, 1):
+        record = fake_record("vqa", "question_only", seed, {"test/vqa_acc": 90.0})  # better than every score
+        record["baseline"] = True
+        write_json_atomic(root / "vqa" / "question_only" / f"seed{seed}" / "run.json", record)
+    runs = collect_runs([root]).runs
+    summary = aggregate(runs)
+    table = task_table("vqa", "synthetic", runs, summary)
+    labels = [r[0] for r in table.rows]
+    assert labels[-1] == "question_only (baseline)" and "(baseline)" in table.note
+    assert (labels.index("ban"), 2) in table.best and (len(labels) - 1, 2) not in table.best
+    assert "question_only" not in {r[0] for r in ranking_table(runs, summary).rows}

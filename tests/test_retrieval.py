@@ -63,8 +63,10 @@ def test_chunks_equal_one_block_and_padding_is_ignored(name):
 
 
 def test_cosine_with_scan_treatment_is_scan_t2i():
-    m = matcher("cosine", scan_treatment="auto", temperature=9.0)
+    m = matcher("cosine", scan_treatment="on", temperature=9.0)
     assert m.treat
+    with torch.no_grad():
+        m.score.temperature.log_value.fill_(0.0)  # SCAN's raw cosine (s = 1) before its treatment
     words, mask, regions = data(ni=1, nc=1)
     n = int(mask[0].sum())
     w, r = words[0, :n], regions[0]
@@ -74,14 +76,19 @@ def test_cosine_with_scan_treatment_is_scan_t2i():
     expected = F.cosine_similarity(w, context, dim=-1).mean()
     with torch.no_grad():
         assert m(words, mask, regions)[0].item() == pytest.approx(expected.item(), abs=1e-5)
-    lse = matcher("cosine", aggregation="lse", lse_lambda=6.0)
+    lse = matcher("cosine", scan_treatment="on", aggregation="lse", lse_lambda=6.0)
     with torch.no_grad():
+        lse.score.temperature.log_value.fill_(0.0)
         expected_lse = torch.logsumexp(6.0 * F.cosine_similarity(w, context, dim=-1), 0) / 6.0
         assert lse(words, mask, regions)[0].item() == pytest.approx(expected_lse.item(), abs=1e-5)
 
 
 def test_scan_treatment_rules():
-    assert not matcher("scaled_dot").treat and matcher("scaled_dot", scan_treatment="on").treat
+    """Never switched on by a score's class: off for every score unless asked, then for any row score."""
+    assert not any(matcher(name).treat for name in SCORES)
+    assert matcher("scaled_dot", scan_treatment="on").treat and matcher("cosine", scan_treatment="on").treat
+    with pytest.raises(ValueError, match="unknown scan_treatment 'auto'; valid: off, on"):
+        matcher("cosine", scan_treatment="auto")
     with pytest.raises(ValueError, match="scan_treatment applies to row-normalised scores, not BANScore"):
         matcher("ban", scan_treatment="on")
     with pytest.raises(ValueError, match="unknown aggregation 'max'; valid: mean, lse"):
@@ -237,7 +244,7 @@ def test_merge_eval_parts_gathers_across_processes(tmp_path):
 def test_co_attention_gives_every_word_the_same_context():
     """Under co-attention (outer-product map) SCAN's per-word context is one shared vector:
     sim = Σ_i a_i cos(w_i, Σ_j b_j v_j) with a, b the query and key marginals."""
-    m = matcher("coattention")
+    m = matcher("coattention_maxpool")
     words, mask, regions = data(ni=2, nc=3)
     with torch.no_grad():
         sims, weights = m(words, mask, regions)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from alignbench.attention import attend
+from alignbench.attention import score_attention
 from alignbench.config import CONF_DIR
 from alignbench.scores import NORMALIZATIONS, build_score, list_scores
 
@@ -45,7 +45,7 @@ def inputs(q_dim=16, k_dim=16, seed=1, dtype=torch.float32):
 def test_registry_lists_every_yaml():
     assert list_scores() == SCORES
     assert {"dot", "scaled_dot", "general", "bilinear", "biased_general", "activated_general",
-            "additive", "cosine", "coattention", "ban"} <= set(SCORES)
+            "additive", "cosine", "coattention", "coattention_maxpool", "ban", "uniform"} <= set(SCORES)
 
 
 @pytest.mark.parametrize("name", SCORES)
@@ -64,7 +64,7 @@ def test_shape_and_normalization(name, dims):
 def test_weights_are_distributions(name, dtype):
     score = make(name).to(dtype)
     q, k, key_mask, query_mask = inputs(dtype=dtype)
-    w = attend(score(q, k), score.normalization, key_mask, query_mask)
+    w = score_attention(score, q, k, key_mask, query_mask)
     assert w.dtype == dtype and torch.isfinite(w).all()
     assert (w[1, :, :, 4:] == 0).all() and (w[2, :, 3:, :] == 0).all()
     tol = 1e-4 if dtype == torch.float32 else 3e-2
@@ -81,7 +81,12 @@ def test_gradient_reaches_every_parameter(name):
     score = make(name, 12, 20)
     q, k, key_mask, query_mask = inputs(12, 20)
     q.requires_grad_(True)
-    w = attend(score(q, k), score.normalization, key_mask, query_mask)
+    w = score_attention(score, q, k, key_mask, query_mask)
+    if score.is_control:  # uniform over the valid keys, whatever the inputs
+        rows = key_mask[:, None, None, :].expand_as(w) & query_mask[:, None, :, None]
+        assert torch.allclose(w[rows], (1 / key_mask.sum(1)).float()[:, None, None, None].expand_as(w)[rows])
+        assert not list(score.parameters())
+        return
     target = torch.randn_like(w)
     (w * target).sum().backward()
     assert q.grad is not None and q.grad.abs().sum() > 0
@@ -94,13 +99,17 @@ def test_gradient_reaches_every_parameter(name):
 def test_masked_keys_do_not_change_weights(name):
     score = make(name)
     q, k, key_mask, query_mask = inputs()
-    base = attend(score(q, k), score.normalization, key_mask, query_mask)
+    base = score_attention(score, q, k, key_mask, query_mask)
     extra = torch.randn(B, 4, k.shape[-1]) * 50
     k2 = torch.cat([k, extra], dim=1)
     mask2 = torch.cat([key_mask, torch.zeros(B, 4, dtype=torch.bool)], dim=1)
-    w2 = attend(score(q, k2), score.normalization, mask2, query_mask)
+    w2 = score_attention(score, q, k2, mask2, query_mask)
     assert torch.allclose(w2[..., :LK], base, atol=1e-6)
     assert (w2[..., LK:] == 0).all()
+    q3 = torch.cat([q, torch.randn(B, 3, q.shape[-1]) * 50], dim=1)  # padded queries, with large features
+    qmask3 = torch.cat([query_mask, torch.zeros(B, 3, dtype=torch.bool)], dim=1)
+    w3 = score_attention(score, q3, k, key_mask, qmask3)
+    assert torch.allclose(w3[:, :, :LQ], base, atol=1e-6) and (w3[:, :, LQ:] == 0).all()
 
 
 @pytest.mark.parametrize("name", SCORES)
@@ -172,12 +181,17 @@ def test_formulas_match_definitions():
     ref = torch.einsum("bid,bjd->bij", q, k @ biased.key_map.weight.T + biased.key_map.bias)
     assert torch.allclose(biased(q, k)[:, 0], ref, atol=1e-4)
     for act, fn in [("relu", torch.relu), ("sigmoid", torch.sigmoid), ("tanh", torch.tanh)]:
-        s = build_score("activated_general", 16, 16, act=act)
+        s = build_score("activated_general", 16, 16, act=act, temperature=2.0)
         ref = torch.einsum("bid,bjd->bij", q, k @ s.key_map.weight.T + s.key_map.bias)
-        assert torch.allclose(s(q, k)[:, 0], fn(ref), atol=1e-4)
+        assert torch.allclose(s(q, k)[:, 0], 2.0 * fn(ref), atol=1e-4)
+    uniform = build_score("uniform", 16, 16)
+    assert torch.equal(uniform(q, k), torch.zeros(B, 1, LQ, LK))
     cos = build_score("cosine", 16, 16, temperature=9.0)
     ref = 9.0 * torch.nn.functional.cosine_similarity(q[:, :, None], k[:, None], dim=-1)
     assert torch.allclose(cos(q, k)[:, 0], ref, atol=1e-4)
+    with torch.no_grad():
+        cos.temperature.log_value.fill_(0.0)  # the temperature is learned: s = exp(log s)
+    assert torch.allclose(cos(q, k)[:, 0], ref / 9.0, atol=1e-5)
     add = build_score("additive", 16, 16, hidden_dim=8)
     i, j = 2, 3
     ref = add.vector.weight @ torch.tanh(add.query_map.weight @ q[0, i] + add.key_map.weight @ k[0, j] + add.key_map.bias)
@@ -215,7 +229,7 @@ def test_user_score_through_target(user_pkg_on_path):
 
     score = instantiate({"_target_": "my_scores.NegSquaredDistanceScore", "scale": 2.0}, q_dim=8, k_dim=6)
     q, k = torch.randn(2, 3, 8), torch.randn(2, 4, 6)
-    w = attend(score(q, k), score.normalization)
+    w = score_attention(score, q, k)
     assert w.shape == (2, 1, 3, 4) and torch.allclose(w.sum(-1), torch.ones(2, 1, 3))
 
 
@@ -252,19 +266,70 @@ def test_cross_logits_for_a_score_without_stages(user_pkg_on_path):
     assert torch.allclose(out[3, 1], score(q[1:2], k[3:4])[0], atol=1e-5)
 
 
-def test_coattention_marginals_start_soft():
-    """At its default initialisation on encoder-scale features (norm ≈ 3), co-attention's
-    max-pooled marginals are close to uniform, so training starts from soft attention over
-    both modalities (a start at scale 5 peaked them early and retrieval collapsed)."""
-    from alignbench.metrics.entropy import attention_entropy
+def _bounded_initial(name):
+    from omegaconf import OmegaConf
 
-    score = make("coattention", 128, 128)
-    g = torch.Generator().manual_seed(0)
-    q = torch.nn.functional.normalize(torch.randn(8, 10, 128, generator=g), dim=-1) * 3
-    k = torch.relu(torch.randn(8, 16, 128, generator=g))
-    k = torch.nn.functional.normalize(k, dim=-1) * 3
-    with torch.no_grad():
-        w = attend(score(q, k), "co")
-    key_entropy = attention_entropy(w[:, 0].sum(-2), torch.ones(8, 16, dtype=torch.bool))
-    query_entropy = attention_entropy(w[:, 0].sum(-1), torch.ones(8, 10, dtype=torch.bool))
-    assert key_entropy.min() > 0.95 and query_entropy.min() > 0.95, (key_entropy.min(), query_entropy.min())
+    from alignbench.scores import score_config_path
+
+    return OmegaConf.load(score_config_path(name)).get("temperature")
+
+
+def test_bounded_scores_share_one_scaling_rule():
+    """Every score with bounded logits has a learned temperature with the same initial value,
+    declared in its YAML; no unbounded score has one (DESIGN: rules of a fair comparison)."""
+    from alignbench.scores import LearnedTemperature
+
+    bounded = [n for n in SCORES if make(n).bounded]
+    assert {"cosine", "activated_general", "coattention_maxpool"} <= set(bounded)
+    assert "coattention" not in bounded and "dot" not in bounded
+    initial = {_bounded_initial(n) for n in bounded}
+    assert len(initial) == 1 and None not in initial, initial
+    for name in SCORES:
+        temps = [m for m in make(name).modules() if isinstance(m, LearnedTemperature)]
+        assert len(temps) == (1 if name in bounded else 0), name
+        if temps:
+            assert temps[0].value == pytest.approx(next(iter(initial)))
+            assert temps[0].log_value.requires_grad
+
+
+def test_lu_coattention_matches_its_equations():
+    """An independent transcription of Lu et al. (2016) eq. 3-4 on one unpadded and one
+    padded sample: H_v = tanh(W_v V + (W_q Q) C), a_v = softmax(w_hvᵀ H_v), and symmetrically."""
+    score = make("coattention", 16, 16, seed=3)
+    q, k, key_mask, query_mask = inputs()
+    w = score_attention(score, q, k, key_mask, query_mask)
+    for b in range(B):
+        Q, V = q[b][query_mask[b]].T, k[b][key_mask[b]].T  # [d, T], [d, N] as in the paper
+        C = torch.tanh(Q.T @ score.weight @ V)  # [T, N]
+        Wq, Wv = score.query_map.weight, score.key_map.weight
+        H_v = torch.tanh(Wv @ V + (Wq @ Q) @ C)
+        H_q = torch.tanh(Wq @ Q + (Wv @ V) @ C.T)
+        a_v = torch.softmax(score.key_vector.weight @ H_v, dim=-1)[0]
+        a_q = torch.softmax(score.query_vector.weight @ H_q, dim=-1)[0]
+        got = w[b, 0][query_mask[b]][:, key_mask[b]]
+        assert torch.allclose(got, a_q[:, None] * a_v[None, :], atol=1e-5)
+
+
+def test_coattention_variants_differ_in_learned_marginals():
+    lu, maxpool = make("coattention", 32, 32), make("coattention_maxpool", 32, 32)
+    n = lambda s: sum(p.numel() for p in s.parameters())  # noqa: E731
+    assert n(lu) > n(maxpool)
+    q, k, key_mask, query_mask = inputs(32, 32)
+    w = score_attention(maxpool, q, k, key_mask, query_mask)
+    logits = maxpool(q, k)[:, 0]
+    b = 0  # unpadded: each marginal is a softmax of the strongest affinity to the other side
+    assert torch.allclose(w[b, 0].sum(0), torch.softmax(logits[b].amax(0), -1), atol=1e-5)
+    assert torch.allclose(w[b, 0].sum(1), torch.softmax(logits[b].amax(1), -1), atol=1e-5)
+
+
+def test_multi_map_scores_take_one_query_sequence_per_map():
+    """BAN's one-call score_heads equals the generic per-map blocks and, map by map, a call on that map's queries."""
+    from alignbench.scores import AlignmentScore
+
+    ban = make("ban", 16, 16)
+    g = torch.Generator().manual_seed(2)
+    queries, k = torch.randn(B, 2, LQ, 16, generator=g), torch.randn(B, LK, 16, generator=g)
+    fast = ban.score_heads(queries, k)
+    assert torch.allclose(fast, AlignmentScore.score_heads(ban, queries, k), atol=1e-5)
+    for h in range(2):
+        assert torch.allclose(fast[:, h], ban(queries[:, h], k)[:, h], atol=1e-5)

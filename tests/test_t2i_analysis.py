@@ -42,7 +42,7 @@ def test_word_mass_and_where_words_are_drawn():
     a = torch.tensor([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.5, 0.0]])[None, None]
     b = torch.zeros(1, 1, 16, 3)
     b[..., 0] = 1.0
-    mass = word_mass([a, b])
+    mass = word_mass([a, b], "row")
     assert mass[0].tolist() == pytest.approx([(0.5 + 1.0) / 2, 0.5 / 2, 0.0])
     where = word_region_maps([a, b])  # onto the coarsest (2x2) grid
     assert where.shape == (1, 3, 4)
@@ -118,6 +118,8 @@ def test_object_grounding_on_hand_made_maps():
 
 class _OneWordGenerator(nn.Module):
     """Attention falls with the word position; the image is bright only while word 0 is attended."""
+
+    normalization = "row"
 
     def forward(self, sentence, words, mask, noise):
         logits = -torch.arange(words.shape[1], dtype=torch.float32).expand(len(words), 16, -1)

@@ -359,3 +359,78 @@ def test_tsv_malformed(tmp_path):
     path.write_text(good + good, newline="")
     with pytest.raises(RegionFeatureFormatError, match=r"features\.tsv: line 2: image id 9 repeats line 1"):
         open_region_features(path)
+
+
+# ---------------------------------------------------------------- region counts (more than max_regions)
+
+COUNTS = {9: 3, 25: 5, 42: 2}  # regions per image: 25 has more than a model keeping 4
+
+
+def write_counted(tmp_path, layout):
+    """The three images with COUNTS regions each, in ``layout``; returns the path to open."""
+    if layout == "h5 fixed":  # every image has K boxes
+        path = write_h5(tmp_path / "val3.hdf5", list(IMAGES), ids_dataset=True)
+        return path
+    if layout == "h5 adaptive":
+        feats, bbs, pos, start = [], [], [], 0
+        for image_id in IMAGES:
+            f, b = regions(image_id, COUNTS[image_id])
+            feats.append(f), bbs.append(b), pos.append([start, start + len(f)])
+            start += len(f)
+        path = tmp_path / "val.hdf5"
+        with h5py.File(path, "w") as f:
+            f.create_dataset("image_features", data=np.concatenate(feats))
+            f.create_dataset("image_bb", data=np.concatenate(bbs))
+            f.create_dataset("pos_boxes", data=np.array(pos, dtype=np.int32))
+            f.create_dataset("image_ids", data=np.array(list(IMAGES), dtype=np.int64))
+        return path
+    if layout.startswith("npz"):
+        root = tmp_path / "val2014"
+        root.mkdir()
+        for image_id, n in COUNTS.items():
+            feats, boxes = regions(image_id, n)
+            num = None if layout == "npz without num_bbox" else n
+            write_npz(root / f"COCO_val2014_{image_id:012d}.jpg.npz", image_id, x=feats.T, bbox=boxes, num_bbox=num)
+        return root
+    path = tmp_path / "val2014_resnet101_faster_rcnn_genome.tsv"
+    lines = []
+    for image_id, n in COUNTS.items():
+        feats, boxes = regions(image_id, n)
+        w, h = IMAGES[image_id]
+        b64 = [base64.b64encode(a.tobytes()).decode() for a in (boxes, feats)]
+        lines.append("\t".join([str(image_id), str(w), str(h), str(n), *b64]) + "\r\n")
+    path.write_text("".join(lines), newline="")
+    return path
+
+
+@pytest.mark.parametrize("layout", ["h5 fixed", "h5 adaptive", "npz", "npz without num_bbox", "tsv"])
+def test_region_counts_without_reading_features(tmp_path, layout):
+    from alignbench.data.vqa2_regions import count_over
+
+    store = open_region_features(write_counted(tmp_path, layout))
+    counts = {i: K for i in IMAGES} if layout == "h5 fixed" else COUNTS
+    for image_id, n in counts.items():
+        assert store.num_boxes(image_id) == n == len(store[image_id].features) == len(store[image_id].boxes)
+    ids = sorted(IMAGES)
+    if layout == "h5 fixed":
+        assert count_over(store, ids, 2) == (3, 3) and count_over(store, ids, 3) == (0, 3)
+    else:
+        assert count_over(store, ids, 4) == (1, 5) and count_over(store, ids, 2) == (2, 5)
+        assert count_over(store, [9, 42], 4) == (0, 3) and count_over(store, [], 4) == (0, 0)
+    with pytest.raises(KeyError, match="image id 10 not in"):
+        store.num_boxes(10)
+
+
+def test_region_count_errors_name_the_file(tmp_path):
+    root = write_counted(tmp_path, "npz")
+    bad = root / "COCO_val2014_000000000025.jpg.npz"
+    write_npz(bad, 25, bbox=None, num_bbox=None)
+    with pytest.raises(RegionFeatureFormatError, match=r"000000000025\.jpg\.npz: missing keys \['bbox'\]"):
+        open_region_features(root).num_boxes(25)
+    bad.write_bytes(b"not a zip file at all" * 10)
+    with pytest.raises(RegionFeatureFormatError, match=r"000000000025\.jpg\.npz: unreadable \.npz"):
+        open_region_features(root).num_boxes(25)
+    path = tmp_path / "features.tsv"
+    path.write_text(tsv_line(9) + tsv_line(25).replace("\t3\t", "\tmany\t", 1), newline="")
+    with pytest.raises(RegionFeatureFormatError, match=r"features\.tsv: line 2: num_boxes is not a number"):
+        open_region_features(path).num_boxes(25)

@@ -1,5 +1,6 @@
 """VQA v2 data module and a tiny end-to-end run on fixture files in the official layout."""
 
+import logging
 import pickle
 
 import pytest
@@ -9,7 +10,7 @@ from alignbench.cli import main
 from alignbench.data.vqa2 import VQA2DataModule
 from alignbench.metrics import vqa_accuracy
 from alignbench.record import read_record
-from test_vqa2_format import IMAGES, QA, regions, write_h5, write_vqa_files
+from test_vqa2_format import COUNTS, IMAGES, QA, regions, write_counted, write_h5, write_vqa_files
 
 
 @pytest.fixture
@@ -75,6 +76,60 @@ def test_tiny_vqa2_run(tmp_path, vqa2_root):
     record = read_record(tmp_path / "run")
     assert code == 0 and record["status"] == "completed", record["error"]
     assert {"test/vqa_acc", "test/vqa_acc/yes/no", "test/vqa_acc/number", "test/vqa_acc/other"} <= set(record["metrics"])
+    assert record["data_sizes"] == {"train": 3, "val": 2, "test": 5, "train_images_over_max_regions": 0,
+                                    "val_images_over_max_regions": 0, "test_images_over_max_regions": 0}
+
+
+def over_max_warnings(caplog):
+    return [r.getMessage() for r in caplog.records if r.name == "alignbench" and "max_regions" in r.getMessage()]
+
+
+def test_h5_images_over_max_regions_are_counted_and_warned_once_per_split(vqa2_root, caplog):
+    """Every image of the fixture's HDF5 files has K=3 boxes; a model keeping 2 drops one."""
+    dm = make(vqa2_root, max_regions=2)
+    with caplog.at_level(logging.WARNING, logger="alignbench"):
+        dm.setup()
+        sizes = dm.sizes()  # built once: no second warning
+        batch = dm.splits["test"][[0, 2]]
+    images = {split: len(dm.splits[split].regions.image_ids) for split in ("train", "val", "test")}
+    assert images == {"train": 2, "val": 1, "test": 3}
+    assert over_max_warnings(caplog) == [
+        f"vqa2: {images[split]} of {images[split]} images of the {split} split in {name} have more than "
+        "max_regions=2 regions (up to 3); only the first 2 are used"
+        for split, name in (("train", "train3.hdf5"), ("val", "train3.hdf5"), ("test", "val3.hdf5"))]
+    assert sizes == {"train": 3, "val": 2, "test": 5, "train_images_over_max_regions": 2,
+                     "val_images_over_max_regions": 1, "test_images_over_max_regions": 3}
+    assert batch["regions"].shape == (2, 2, 8) and batch["region_mask"].all()
+    feats, _ = regions(9)
+    assert torch.equal(batch["regions"][batch["image_row"][0]], torch.from_numpy(feats[:2]))  # the first two
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="alignbench"):
+        assert make(vqa2_root, max_regions=3).sizes()["test_images_over_max_regions"] == 0
+    assert over_max_warnings(caplog) == []
+
+
+def test_npz_images_over_max_regions_are_counted(vqa2_root, tmp_path, caplog):
+    """Per-image .npz files with 3, 5 and 2 boxes (images 9, 25, 42); the model keeps 4."""
+    for name in ("train", "val"):
+        (tmp_path / name).mkdir()
+        (write_counted(tmp_path / name, "npz")).rename(vqa2_root / "feats" / f"{name}2014")
+    dm = make(vqa2_root, train_features="feats/train2014", test_features="feats/val2014")
+    with caplog.at_level(logging.WARNING, logger="alignbench"):
+        sizes = dm.sizes()
+    held_out = dm.splits["val"].regions.image_ids
+    over = {"train": int(25 not in held_out), "val": int(25 in held_out), "test": 1}
+    assert {k: v for k, v in sizes.items() if "max_regions" in k} == {
+        f"{split}_images_over_max_regions": n for split, n in over.items()}
+    expected = [f"vqa2: 1 of {len(dm.splits[split].regions.image_ids)} images of the {split} split in "
+                f"{'val2014' if split == 'test' else 'train2014'} have more than max_regions=4 regions (up to 5); "
+                "only the first 4 are used" for split, n in over.items() if n]
+    assert over_max_warnings(caplog) == expected and len(expected) == 2
+    store = dm.splits["test"].regions
+    batch = dm.splits["test"][list(range(len(QA)))]
+    row = batch["image_row"][[e[1] for e in QA].index(25)]
+    assert batch["region_mask"][row].all() and torch.equal(batch["regions"][row],
+                                                          torch.from_numpy(regions(25, COUNTS[25])[0][:4]))
+    assert store.store.num_boxes(25) == 5
 
 
 def test_empty_question_is_named_and_unknown_characters_are_unk(vqa2_root):

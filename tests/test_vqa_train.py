@@ -44,6 +44,9 @@ def test_tiny_run_writes_complete_record(tmp_path, data):
     assert record["history"] and "val/vqa_acc" in record["history"][-1]
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()
     assert record["versions"]["torch"]
+    # a record can move: no absolute path of this machine in it
+    text = (run_dir / "run.json").read_text()
+    assert str(tmp_path) not in text and os.environ["ALIGNBENCH_OUTPUT"] not in text
 
 
 def test_seeded_runs_reproduce(tmp_path):
@@ -58,6 +61,7 @@ def test_question_only_baseline(tmp_path):
     record = read_record(train(tmp_path, "data=synthetic", "model.use_image=false")[1])
     assert record["status"] == "completed"
     assert record["score_params"] == 0 and "test/attn_entropy" not in record["metrics"]
+    assert record["score"] == "question_only" and record["baseline"] is True  # a labelled baseline row
 
 
 def test_user_score_by_target_is_labelled_by_class(tmp_path, monkeypatch):
@@ -129,3 +133,11 @@ def test_run_directory_is_named_after_the_score_label(tmp_path, monkeypatch):
     assert main(["train", *TINY, "data=synthetic", "score._target_=my_scores.NegSquaredDistanceScore"]) == 0
     (record_path,) = tmp_path.glob("vqa/synthetic/NegSquaredDistanceScore/seed0/*/run.json")
     assert read_record(record_path.parent)["score"] == "NegSquaredDistanceScore"
+
+
+def test_glimpses_of_a_parameter_free_score_differ_and_uniform_is_the_control(tmp_path):
+    dot = read_record(train(tmp_path, "data=synthetic", "score=dot", name="dot")[1])["metrics"]
+    assert dot["test/attn_entropy_g0"] != dot["test/attn_entropy_g1"]  # one shared projection per glimpse
+    uniform = read_record(train(tmp_path, "data=synthetic", "score=uniform", name="uniform")[1])
+    assert uniform["metrics"]["test/attn_entropy"] == pytest.approx(100.0, abs=1e-3)
+    assert uniform["score_params"] == 0 and uniform["params"] == read_record(tmp_path / "dot")["params"]

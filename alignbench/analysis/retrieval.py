@@ -84,8 +84,7 @@ def analyze_retrieval(model, datamodule, split: str = "test", examples: int = 20
         sims = chunked_similarity(matcher, words, word_mask, regions, region_mask)  # [Ni, Nc]
         own_regions = regions[caption_image]
         own_mask = None if region_mask is None else region_mask[caption_image]
-        logits = matcher.score(words, own_regions)
-        weights = matcher.normalize(logits, word_mask, own_mask)
+        weights = matcher.pair_attention(words, word_mask, own_regions, own_mask)
     mass = region_mass(weights, matcher.normalization, word_mask).float()
     cols = torch.arange(sims.shape[1])
     others = sims.clone()
@@ -102,19 +101,23 @@ def analyze_retrieval(model, datamodule, split: str = "test", examples: int = 20
         metrics["test/attn_mass_gt"] = float(mass_inside(mass[about], cover[about]).mean() * 100)
         metrics["test/attn_mass_chance"] = float(area_share(cover[about]).mean() * 100)
     generator = torch.Generator().manual_seed(seed)
-    orders = {"attention": deletion_order(mass), "random": deletion_order(mass, generator, random=True)}
+    # padded regions come last in both orders and are never counted (see analysis.vqa)
+    orders = {"attention": deletion_order(mass, valid=own_mask),
+              "random": deletion_order(mass, generator, random=True, valid=own_mask)}
+    counts = None if own_mask is None else own_mask.sum(1)
     curves: dict[str, list[float]] = {}
     with torch.no_grad():
         for name, order in orders.items():
             curves[name] = []
             for fraction in DELETION_FRACTIONS:
-                keep = keep_masks(order, fraction)
+                keep = keep_masks(order, fraction, counts)
                 keep = keep if own_mask is None else keep & own_mask
                 own = _own_similarity(matcher, words, word_mask, own_regions, keep)
                 curves[name].append(float(_t2i_hits(own, others_best).mean() * 100))
         top = sims.argmax(0)
-        keep = keep_masks(orders["attention"], 1 / mass.shape[1])
-        own = _own_similarity(matcher, words, word_mask, own_regions, keep if own_mask is None else keep & own_mask)
+        keep = torch.ones_like(mass, dtype=torch.bool) if own_mask is None else own_mask.clone()
+        keep[torch.arange(len(keep)), orders["attention"][:, 0]] = False  # the most-attended real region
+        own = _own_similarity(matcher, words, word_mask, own_regions, keep)
         # the top-1 image changes when the own image was top-1 and now falls below the best other, or vice versa
         was_own = top == caption_image
         now_own = own > others_best

@@ -68,10 +68,11 @@ BATCH = 100  # captions generated at once
 COSTLY_CHUNK = 16  # captions per integrated-gradients batch (× ig_steps images)
 
 
-def word_mass(maps: list[torch.Tensor]) -> torch.Tensor:
-    """Attention mass per word ``[B, L]`` from the stage maps ``[B, heads, H·W, L]``
-    (row-normalised over the valid words): mean over regions and heads, then over stages."""
-    return torch.stack([region_mass(m, "row", None) for m in maps]).mean(0)
+def word_mass(maps: list[torch.Tensor], normalization: str) -> torch.Tensor:
+    """Attention mass per word ``[B, L]`` from the stage maps ``[B, heads, H·W, L]`` in their
+    declared ``normalization``: each map as a distribution over (region, word) pairs, summed
+    over regions, averaged over heads, then over stages."""
+    return torch.stack([region_mass(m, normalization, None) for m in maps]).mean(0)
 
 
 def stage_word_maps(maps: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -204,7 +205,7 @@ def analyze_t2i(model, datamodule, split: str = "test", examples: int = 500, cos
     for rows, batch in _by_length(data, ids, list(range(len(ids))), batch_size):
         with torch.no_grad():
             words, sentence, mask, noise, image, maps = encode(batch, rows)
-            mass = word_mass(maps)
+            mass = word_mass(maps, model.generator.normalization)
             base, top = judge(image, rows)
             orders = {"attention": deletion_order(mass, valid=mask),
                       "random": deletion_order(mass, generator, random=True, valid=mask)}
@@ -232,7 +233,8 @@ def analyze_t2i(model, datamodule, split: str = "test", examples: int = 500, cos
     for rows, batch in _by_length(data, ids, list(range(costly)), COSTLY_CHUNK):
         with torch.no_grad():
             words, sentence, mask, noise, _, maps = encode(batch, rows)
-        for name, tau in _costly(model, judge, words, sentence, mask, noise, rows, word_mass(maps), ig_steps).items():
+        mass = word_mass(maps, model.generator.normalization)
+        for name, tau in _costly(model, judge, words, sentence, mask, noise, rows, mass, ig_steps).items():
             taus[name] += tau
     n = len(ids)
     curves = {name: [v / n for v in points] for name, points in curves.items()}

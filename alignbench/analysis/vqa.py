@@ -46,10 +46,14 @@ def _accuracy(model, logits: torch.Tensor, answers: list[list[str]]) -> list[flo
 def _deletion(model, batch, regions, base_mask, mass, seed: int) -> dict[str, list[float]]:
     curves: dict[str, list[float]] = {"attention": [], "random": []}
     generator = torch.Generator().manual_seed(seed)
-    orders = {"attention": deletion_order(mass), "random": deletion_order(mass, generator, random=True)}
+    # padded regions (adaptive region features) come last in both orders and are never counted,
+    # so each fraction hides that share of every image's real regions in either order
+    orders = {"attention": deletion_order(mass, valid=base_mask),
+              "random": deletion_order(mass, generator, random=True, valid=base_mask)}
+    counts = None if base_mask is None else base_mask.sum(1)
     for name, order in orders.items():
         for fraction in DELETION_FRACTIONS:
-            keep = keep_masks(order, fraction)
+            keep = keep_masks(order, fraction, counts)
             mask = keep if base_mask is None else keep & base_mask
             curves[name].append(sum(_accuracy(model, model.answer(batch, regions, mask), batch["answers"])))
     return curves
@@ -125,8 +129,8 @@ def analyze_vqa(model, datamodule, split: str = "test", examples: int = 500, cos
             curves[name] = [a + b for a, b in zip(curves[name], values)]
         with torch.no_grad():
             predicted = logits.argmax(1)
-            keep = keep_masks(deletion_order(mass), 1 / mass.shape[1])
-            mask = keep if base_mask is None else keep & base_mask
+            mask = torch.ones_like(mass, dtype=torch.bool) if base_mask is None else base_mask.clone()
+            mask[torch.arange(len(mask)), deletion_order(mass, valid=base_mask)[:, 0]] = False  # the top region
             add("flip_rate", (model.answer(batch, regions, mask).argmax(1) != predicted).float() * 100)
         if costly_left > 0:
             k = min(costly_left, len(chunk))

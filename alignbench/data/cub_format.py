@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +53,18 @@ class T2ISplit:
     root: Path
 
 
+def _has_control(key: str) -> bool:
+    """True if ``key`` holds a control character (Unicode category Cc: ``\\r``, ``\\n``, ``\\t``, NUL, ...)."""
+    return any(unicodedata.category(c) == "Cc" for c in key)
+
+
 def _read_keys(path: Path) -> list[str]:
-    """Keys of a ``filenames.pickle`` (Python 2 ``str`` decoded as latin-1, bytes as UTF-8)."""
+    """Keys of a ``filenames.pickle`` (Python 2 ``str`` decoded as latin-1, bytes as UTF-8).
+
+    A key holding a control character (Unicode category Cc, e.g. the ``"\\r"`` a CRLF
+    conversion leaves at the end of each key of a text-mode pickle) is a ValueError naming
+    the file, the first such key, how many there are and the likely cause.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"AttnGAN filenames list not found: {path}")
     try:
@@ -70,6 +81,11 @@ def _read_keys(path: Path) -> list[str]:
         if not isinstance(k, str) or not k:
             raise ValueError(f"{path}: entry {i} is not a non-empty string key ({k!r})")
         keys.append(k)
+    bad = [i for i, k in enumerate(keys) if _has_control(k)]
+    if bad:
+        raise ValueError(f"{path}: {len(bad)} of {len(keys)} keys contain control characters (first: entry {bad[0]} "
+                         f"{keys[bad[0]]!r}); the file was likely converted to CRLF line endings or opened in text "
+                         "mode: use the original binary filenames.pickle")
     return keys
 
 
@@ -179,7 +195,8 @@ def read_t2i_split(
     else [N, 3, H, W].
 
     Raises ValueError for an unknown split, an empty split, too few captions, mixed image
-    sizes without ``image_size`` and malformed files; FileNotFoundError for a missing
+    sizes without ``image_size``, keys with control characters (a CRLF-converted pickle)
+    and malformed files; FileNotFoundError for a missing
     pickle, caption file, image or bounding box file. Every message names the file.
     """
     if split not in T2I_SPLITS:

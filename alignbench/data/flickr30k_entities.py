@@ -14,12 +14,19 @@ Flickr30k image id:
   and either ``<bndbox>`` (``xmin``, ``ymin``, ``xmax``, ``ymax``, 1-based pixels) or the
   flags ``<nobndbox>`` / ``<scene>``.
 
-The SCAN side (see :mod:`alignbench.data.scan_precomp`) adds per split ``{split}_ids.txt``
-(the image id of each ``{split}_ims.npy`` row) and ``{split}_boxes.npy`` (``[N, R, 4]`` region
-boxes ``x1, y1, x2, y2`` in the image's pixel coordinates). Region ``r`` is ground truth for
-a caption when its box has IoU >= :data:`IOU_THRESHOLD` with a box of an entity the
-caption's phrases mention (the Flickr30k Entities localisation criterion); scene, no-box
-and non-visual entities have no box and mark no region.
+The SCAN side (see :mod:`alignbench.data.scan_precomp`) adds per split the Flickr30k image
+id of each ``{split}_ims.npy`` row and ``{split}_boxes.npy`` (``[N, R, 4]`` region boxes
+``x1, y1, x2, y2`` in the image's pixel coordinates). The ids come from our own
+``{split}_flickr_ids.txt`` (:data:`IDS_FILE`: one Flickr photo id a line, e.g.
+``1000092795``, a ``.jpg`` suffix allowed), else from SCAN's ``{split}_ids.txt``
+(:data:`SCAN_IDS_FILE`) mapped through Karpathy's ``dataset_flickr30k.json``. SCAN's file
+is not a list of Flickr ids: each line is the integer position of the image in the JSON's
+``"images"`` list (Karpathy's ``imgid``, 0 = ``1000092795.jpg``), one line per feature row
+(SCAN's ``util/convert_data.py`` stacks one ``_ims.npy`` row per line); see
+:func:`split_image_ids`. Region ``r`` is ground truth for a caption when its box has IoU >=
+:data:`IOU_THRESHOLD` with a box of an entity the caption's phrases mention (the Flickr30k
+Entities localisation criterion); scene, no-box and non-visual entities have no box and
+mark no region.
 
 Pure numpy / plain Python. Malformed inputs raise FileNotFoundError / ValueError naming the file.
 """
@@ -35,12 +42,14 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .scan_format import load_karpathy_json
 from .text import read_utf8, tokenize
 
 PathLike = str | os.PathLike
 NON_VISUAL = "0"
 IOU_THRESHOLD = 0.5
-IDS_FILE = "{split}_ids.txt"
+IDS_FILE = "{split}_flickr_ids.txt"  # ours: one Flickr photo id per feature row
+SCAN_IDS_FILE = "{split}_ids.txt"  # SCAN's: positions in Karpathy's dataset_flickr30k.json, one per row
 BOXES_FILE = "{split}_boxes.npy"
 _MARKUP = re.compile(r"\[/EN#(\d+)/(\S*)")
 
@@ -219,21 +228,131 @@ def region_truth(regions: np.ndarray, targets: np.ndarray, threshold: float = IO
     return (box_iou(regions, targets) >= threshold).any(axis=1)
 
 
-def read_image_ids(path: PathLike, rows: int) -> list[str]:
-    """One Flickr30k image id per line (a ``.jpg`` suffix is dropped), exactly ``rows`` of them."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"Flickr30k Entities grounding: missing {p} (one image id per feature row)")
+def _lines(p: Path, what: str) -> list[str]:
+    """The stripped lines of a UTF-8 file, none of them empty (ValueError naming the line)."""
     try:
-        ids = [line.strip() for line in p.read_bytes().decode("utf-8").splitlines()]
+        lines = [line.strip() for line in p.read_bytes().decode("utf-8").splitlines()]
     except UnicodeDecodeError as e:
         raise ValueError(f"{p}: not valid UTF-8 ({e})") from e
-    for n, image_id in enumerate(ids, 1):
-        if not image_id:
-            raise ValueError(f"{p}: line {n} is empty (expected a Flickr30k image id)")
+    for n, line in enumerate(lines, 1):
+        if not line:
+            raise ValueError(f"{p}: line {n} is empty (expected {what})")
+    return lines
+
+
+def read_image_ids(path: PathLike, rows: int) -> list[str]:
+    """Our ``{split}_flickr_ids.txt``: one Flickr30k photo id per line (a ``.jpg`` suffix is
+    dropped), exactly ``rows`` of them (one per feature row, in row order)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"Flickr30k Entities grounding: missing {p} (one Flickr photo id per feature row)")
+    ids = _lines(p, "a Flickr30k photo id")
     if len(ids) != rows:
         raise ValueError(f"{p}: {len(ids)} image ids for {rows} feature rows; expected one id per row")
     return [i[: -len(".jpg")] if i.lower().endswith(".jpg") else i for i in ids]
+
+
+def read_scan_positions(path: PathLike, rows: int, per_row: int = 5) -> list[int]:
+    """SCAN's ``{split}_ids.txt``: one integer per line, the image's position in Karpathy's
+    ``dataset_flickr30k.json`` ``"images"`` list, one line per feature row (``rows`` lines).
+
+    A file with ``per_row`` lines per row (one per caption), each row's ``per_row`` lines
+    equal, is read as one position per row. Any other count raises ValueError naming both
+    counts.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"Flickr30k Entities grounding: missing SCAN's {p} (Karpathy positions)")
+    positions = []
+    for n, line in enumerate(_lines(p, "an image position in dataset_flickr30k.json"), 1):
+        if not (line.isascii() and line.isdigit()):
+            raise ValueError(f"{p}: line {n} is {line!r}, not an image position (a non-negative integer index "
+                             "into dataset_flickr30k.json's images list)")
+        positions.append(int(line))
+    if len(positions) == per_row * rows and rows:
+        blocks = np.asarray(positions).reshape(rows, per_row)
+        if (blocks == blocks[:, :1]).all():  # one line per caption: the row's position repeated
+            return blocks[:, 0].tolist()
+    if len(positions) != rows:
+        ims = p.name.replace("_ids.txt", "_ims.npy")
+        raise ValueError(f"{p}: {len(positions)} lines for {rows} feature rows of {ims}; SCAN's ids file has one image "
+                         f"position per feature row (or {per_row} equal lines per row, one per caption)")
+    return positions
+
+
+def read_karpathy_image_ids(path: PathLike) -> list[str]:
+    """Flickr photo ids (``filename`` without ``.jpg``) of Karpathy's ``dataset_flickr30k.json``,
+    in the order of its ``"images"`` list (``{"images": [{"filename": "1000092795.jpg",
+    "imgid": 0, "split": "train", "sentences": [...], ...}, ...], "dataset": "flickr30k"}``).
+
+    Raises FileNotFoundError / ValueError naming the file for a missing or malformed file,
+    another dataset, and an entry whose ``imgid`` is not its position (SCAN's ids are
+    positions, which Karpathy's ``imgid`` equals).
+    """
+    p = Path(path)
+    data = load_karpathy_json(p, f"karpathy_json: {p} not found (Karpathy's dataset_flickr30k.json)")
+    if data.get("dataset", "flickr30k") != "flickr30k":
+        raise ValueError(f"{p}: dataset is {data['dataset']!r}; SCAN's f30k ids index Karpathy's "
+                         "dataset_flickr30k.json (dataset 'flickr30k')")
+    ids = []
+    for i, entry in enumerate(data["images"]):
+        name = entry.get("filename") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{p}: images[{i}] has no filename")
+        if entry.get("imgid", i) != i:
+            raise ValueError(f"{p}: images[{i}] ({name}) has imgid {entry['imgid']!r}; SCAN's ids are positions "
+                             "in this list, which Karpathy's file numbers 0, 1, 2, ... as imgid")
+        ids.append(name[: -len(".jpg")] if name.lower().endswith(".jpg") else name)
+    return ids
+
+
+def check_ids_source(folder: PathLike, split: str, karpathy_json: PathLike | None = None) -> None:
+    """FileNotFoundError unless the image ids of ``split`` can be read (see :func:`split_image_ids`):
+    our ``{split}_flickr_ids.txt``, or SCAN's ``{split}_ids.txt`` with ``karpathy_json``."""
+    base = Path(folder)
+    ours, scan = base / IDS_FILE.format(split=split), base / SCAN_IDS_FILE.format(split=split)
+    if karpathy_json is not None and not Path(karpathy_json).is_file():
+        raise FileNotFoundError(f"karpathy_json: {karpathy_json} not found (Karpathy's dataset_flickr30k.json)")
+    if ours.is_file():
+        return
+    if karpathy_json is not None:
+        if not scan.is_file():
+            raise FileNotFoundError(f"Flickr30k Entities grounding: neither {ours} (Flickr photo ids) nor SCAN's "
+                                    f"{scan} (positions that karpathy_json maps) exists")
+        return
+    if scan.is_file():
+        raise FileNotFoundError(
+            f"Flickr30k Entities grounding: missing {ours}; {scan.name} beside it is SCAN's file, whose lines are "
+            f"image positions in Karpathy's dataset_flickr30k.json 'images' list, not Flickr photo ids: provide "
+            f"{ours.name} (one Flickr photo id per {split}_ims.npy row) or set data.karpathy_json to Karpathy's "
+            "dataset_flickr30k.json to map SCAN's positions")
+    raise FileNotFoundError(f"Flickr30k Entities grounding: missing {ours} (one Flickr photo id per feature row), "
+                            f"and no SCAN {scan.name} to map with karpathy_json")
+
+
+def split_image_ids(folder: PathLike, split: str, rows: int,
+                    karpathy_json: PathLike | None = None) -> tuple[list[str], str]:
+    """The Flickr photo id of each of the ``rows`` feature rows of ``split``, and where they
+    came from (for error messages).
+
+    Our ``{split}_flickr_ids.txt`` wins when present (:func:`read_image_ids`); otherwise
+    SCAN's ``{split}_ids.txt`` (:func:`read_scan_positions`) is mapped through
+    ``karpathy_json`` (:func:`read_karpathy_image_ids`). Errors as in
+    :func:`check_ids_source`, plus ValueError for a position outside the JSON's list.
+    """
+    check_ids_source(folder, split, karpathy_json)
+    base = Path(folder)
+    ours, scan = base / IDS_FILE.format(split=split), base / SCAN_IDS_FILE.format(split=split)
+    if ours.is_file() or karpathy_json is None:
+        return read_image_ids(ours, rows), str(ours)
+    positions = read_scan_positions(scan, rows)
+    flickr = read_karpathy_image_ids(karpathy_json)
+    outside = [(row, pos) for row, pos in enumerate(positions) if pos >= len(flickr)]
+    if outside:
+        row, pos = outside[0]
+        raise ValueError(f"{scan}: row {row} has position {pos}, outside the {len(flickr)} images of {karpathy_json} "
+                         f"({len(outside)} of {rows} rows are): is it Karpathy's dataset_flickr30k.json?")
+    return [flickr[pos] for pos in positions], f"{scan} (mapped through {karpathy_json})"
 
 
 def read_region_boxes(path: PathLike, shape: tuple[int, int]) -> np.ndarray:

@@ -189,6 +189,23 @@ def _karpathy_entry(path: Path, i: int, entry: Any) -> tuple[str, str, list[str]
     return split, filename, [r.strip() for r in raws]
 
 
+def load_karpathy_json(path: str | os.PathLike, missing: str) -> dict[str, Any]:
+    """Karpathy's split file (``dataset_{flickr8k,flickr30k,coco}.json``) as a dict with an
+    ``images`` list; FileNotFoundError with the message ``missing``, ValueError naming the
+    file when it is not valid JSON or has no ``images`` list."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(missing)
+    try:
+        with open(p, encoding="utf-8") as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{p}: not valid JSON ({e})") from e
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise ValueError(f"{p}: expected a JSON object with an 'images' list (Karpathy's split file)")
+    return data
+
+
 def read_karpathy_captions(path: PathLike, split: str) -> tuple[list[str], list[list[str]]]:
     """Image filenames and raw captions of one split of a Karpathy split JSON.
 
@@ -207,15 +224,7 @@ def read_karpathy_captions(path: PathLike, split: str) -> tuple[list[str], list[
     if split not in KARPATHY_SPLITS:
         raise ValueError(f"unknown Karpathy split {split!r}; expected one of {sorted(KARPATHY_SPLITS)}")
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"Karpathy split file not found: {p}")
-    try:
-        with open(p, encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{p}: not valid JSON ({e})") from e
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise ValueError(f"{p}: expected a JSON object with an 'images' list")  # noqa: TRY004
+    data = load_karpathy_json(p, f"Karpathy split file not found: {p}")
     wanted = KARPATHY_SPLITS[split]
     filenames: list[str] = []
     captions: list[list[str]] = []

@@ -9,10 +9,17 @@ selection, chosen by ``split_seed``), ``test`` = val2014 (the test-dev server sp
 answers). The answer and question vocabularies come from the train part only; answers
 given for at least ``min_answer_count`` questions are kept;
 targets are the official per-answer scores (soft targets).
+
+A model sees the first ``max_regions`` regions of an image. Images with more are counted
+when a split is built (from the layout's index or ``num_bbox``, no features read): one
+warning per split on the ``alignbench`` logger says how many and the largest count, and
+:meth:`VQA2DataModule.sizes` (the run record's ``data_sizes``) adds
+``<split>_images_over_max_regions``.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -21,17 +28,19 @@ import torch
 from ..metrics.vqa import answer_scores
 from .text import Vocab
 from .vqa2_format import RegionFeatureStore, build_answer_vocab, find_vqa2_files, open_region_features, read_vqa2_split
+from .vqa2_regions import count_over
 from .vqa_dataset import VQATensors
 from .vqa_module import VQADataModule
 
 ANSWER_TYPES = ["yes/no", "number", "other"]
+log = logging.getLogger("alignbench")
 
 
 class StoreRegions:
     """A :class:`~alignbench.data.vqa_dataset.RegionSource` that reads a feature store lazily.
 
-    Images with more than ``max_regions`` regions keep the first ``max_regions``; fewer
-    are zero-padded and masked.
+    Images with more than ``max_regions`` regions keep the first ``max_regions`` (the data
+    module counts them and warns); fewer are zero-padded and masked.
     """
 
     def __init__(self, store: RegionFeatureStore, image_ids: list[int], max_regions: int) -> None:
@@ -70,12 +79,23 @@ class VQA2DataModule(VQADataModule):
         self.features = {"train": train_features, "test": test_features}
         self.min_answer_count, self.val_fraction = min_answer_count, val_fraction
         self.visual = "regions"
+        self.over_max_regions: dict[str, int] = {}  # split -> images with more than max_regions regions
 
     def _feature_path(self, split: str) -> Path:
         path = Path(self.features[split])
         return path if path.is_absolute() else self.root / path
 
-    def _tensors(self, examples: list[dict], store: RegionFeatureStore, answer_ids: dict[str, int]) -> VQATensors:
+    def _count_over(self, split: str, store: RegionFeatureStore, image_ids: list[int]) -> None:
+        """Record (and warn once about) the images of ``split`` with more than ``max_regions`` regions."""
+        over, largest = count_over(store, image_ids, self.max_regions)
+        self.over_max_regions[split] = over
+        if over:
+            log.warning("vqa2: %s of %s images of the %s split in %s have more than max_regions=%d regions "
+                        "(up to %d); only the first %d are used", f"{over:,}", f"{len(image_ids):,}", split,
+                        store.path.name, self.max_regions, largest, self.max_regions)
+
+    def _tensors(self, split: str, examples: list[dict], store: RegionFeatureStore,
+                 answer_ids: dict[str, int]) -> VQATensors:
         if self.limit is not None:
             examples = examples[: self.limit]
         if not examples:
@@ -84,6 +104,7 @@ class VQA2DataModule(VQADataModule):
         missing = [i for i in image_ids if i not in store]
         if missing:
             raise KeyError(f"vqa2: {len(missing)} images (e.g. {missing[:3]}) have no features in {store.path}")
+        self._count_over(split, store, image_ids)
         row = {image_id: r for r, image_id in enumerate(image_ids)}
         tokens, mask = self.vocab.encode_batch(
             [e["question"] for e in examples],
@@ -121,7 +142,13 @@ class VQA2DataModule(VQADataModule):
         test_store = open_region_features(self._feature_path("test"))
         self.visual_dim = train_store.dim
         return {
-            "train": self._tensors(fit, train_store, answer_ids),
-            "val": self._tensors([e for e in train if e["image_id"] in val_images], train_store, answer_ids),
-            "test": self._tensors(test, test_store, answer_ids),
+            "train": self._tensors("train", fit, train_store, answer_ids),
+            "val": self._tensors("val", [e for e in train if e["image_id"] in val_images], train_store, answer_ids),
+            "test": self._tensors("test", test, test_store, answer_ids),
         }
+
+    def sizes(self) -> dict[str, int]:
+        """Questions per split, and ``<split>_images_over_max_regions``: the images of each
+        split with more than ``max_regions`` regions (only their first ``max_regions`` are used)."""
+        sizes = super().sizes()
+        return {**sizes, **{f"{split}_images_over_max_regions": n for split, n in self.over_max_regions.items()}}

@@ -2,7 +2,10 @@
 
 :func:`open_region_features` gives a read-only ``Mapping[int, RegionFeatures]`` over the
 region features of one split, from an HDF5 file (+ image-id index), a directory of
-per-image ``.npz`` files, or a base64 TSV. Values are read one image at a time.
+per-image ``.npz`` files, or a base64 TSV. Values are read one image at a time;
+:meth:`RegionFeatureStore.num_boxes` tells an image's region count without reading its
+features, and :func:`count_over` how many images of a split have more regions than a
+model keeps.
 """
 
 from __future__ import annotations
@@ -55,7 +58,8 @@ class RegionFeatureStore(Mapping[int, RegionFeatures]):
     """Read-only map image id -> :class:`RegionFeatures` of one file/directory.
 
     ``dim`` is the feature size D. The id index is built on opening; arrays are read on
-    access. A missing id raises KeyError naming the id and the file.
+    access; :meth:`num_boxes` is the region count N of an image without its arrays. A
+    missing id raises KeyError naming the id and the file.
     """
 
     layout = ""
@@ -67,6 +71,9 @@ class RegionFeatureStore(Mapping[int, RegionFeatures]):
 
     @abstractmethod
     def _read(self, image_id: int, entry: Any) -> RegionFeatures: ...
+
+    @abstractmethod
+    def _count(self, image_id: int, entry: Any) -> int: ...
 
     @property
     def dim(self) -> int:
@@ -85,6 +92,13 @@ class RegionFeatureStore(Mapping[int, RegionFeatures]):
         if image_id not in self:
             raise KeyError(f"image id {image_id!r} not in {self.layout} region features {self.path}")
         return self._read(int(image_id), self._index[int(image_id)])
+
+    def num_boxes(self, image_id: int) -> int:
+        """The number of regions N of an image (HDF5 / TSV: from the index; npz: from
+        ``num_bbox`` or ``bbox``, the features unread). KeyError as for ``store[image_id]``."""
+        if image_id not in self:
+            raise KeyError(f"image id {image_id!r} not in {self.layout} region features {self.path}")
+        return self._count(int(image_id), self._index[int(image_id)])
 
     def __contains__(self, image_id: object) -> bool:
         ok = isinstance(image_id, (int, np.integer)) and not isinstance(image_id, bool)
@@ -141,6 +155,7 @@ class H5RegionFeatures(RegionFeatureStore):
             pos = "" if self._pos is None else f", pos_boxes {self._pos.shape}"
             raise _bad(self.path, f"inconsistent shapes: image_features {feats.shape}, image_bb {bb.shape}{pos}")
         self._dim = int(feats.shape[-1])
+        self._boxes_per_image = int(feats.shape[1]) if self._pos is None else 0  # fixed boxes: K
         self._spatial = "spatial_features" in f
         rows = feats.shape[0] if self._pos is None else len(self._pos)
         self._index = self._read_index(f, rows, index_path)
@@ -194,6 +209,11 @@ class H5RegionFeatures(RegionFeatureStore):
         except OSError as e:
             raise _bad(self.path, f"cannot read row {row} of image {image_id} ({e})") from e
         return RegionFeatures(features, boxes, *_size_from_spatial(boxes, spatial))
+
+    def _count(self, image_id: int, row: int) -> int:
+        if self._pos is None:
+            return self._boxes_per_image
+        return int(self._pos[row, 1] - self._pos[row, 0])
 
     def close(self) -> None:
         if self._h5 is not None:
@@ -253,6 +273,18 @@ class NpzDirRegionFeatures(RegionFeatureStore):
         self._check_dim(file, x)
         return RegionFeatures(x, boxes, size[0], size[1])
 
+    def _count(self, image_id: int, file: Path) -> int:
+        try:
+            with np.load(file, allow_pickle=False) as z:
+                if "num_bbox" in z.files:
+                    return int(z["num_bbox"])
+                if "bbox" in z.files:
+                    return len(z["bbox"])
+                files = z.files
+        except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile, zlib.error) as e:
+            raise _bad(file, f"unreadable .npz ({type(e).__name__}: {e})") from e
+        raise _bad(file, f"missing keys ['bbox'] (has {files})")
+
 
 class TsvRegionFeatures(RegionFeatureStore):
     """Base64 TSV of the original bottom-up-attention extraction.
@@ -277,14 +309,17 @@ class TsvRegionFeatures(RegionFeatureStore):
                 if columns != len(TSV_COLUMNS):
                     raise _bad(self.path, f"line {lineno} has {columns} tab-separated columns, "
                                           f"expected {len(TSV_COLUMNS)} ({', '.join(TSV_COLUMNS)})")
-                head = line[: line.index(b"\t")]
+                tabs = [line.index(b"\t")]
+                while len(tabs) < 4:  # up to num_boxes, without copying the long base64 columns
+                    tabs.append(line.index(b"\t", tabs[-1] + 1))
+                head, num = line[: tabs[0]], line[tabs[2] + 1: tabs[3]].strip()
                 if not head.strip().isdigit():
                     raise _bad(self.path, f"line {lineno}: image_id {head[:40]!r} is not an integer")
                 image_id = int(head)
                 if image_id in self._index:
                     first = self._index[image_id][1]
                     raise _bad(self.path, f"line {lineno}: image id {image_id} repeats line {first}")
-                self._index[image_id] = (start, lineno)
+                self._index[image_id] = (start, lineno, int(num) if num.isdigit() else None)
         if not self._index:
             raise _bad(self.path, "no feature lines")
 
@@ -298,8 +333,8 @@ class TsvRegionFeatures(RegionFeatureStore):
                                   f"num_boxes={n} x {width or 'D'} float32 values (4 bytes each)")
         return np.frombuffer(raw, dtype=np.float32).reshape(n, -1).copy()
 
-    def _read(self, image_id: int, entry: tuple[int, int]) -> RegionFeatures:
-        start, lineno = entry
+    def _read(self, image_id: int, entry: tuple[int, int, int | None]) -> RegionFeatures:
+        start, lineno, _ = entry
         with open(self.path, "rb") as f:
             f.seek(start)
             fields = f.readline().rstrip(b"\r\n").split(b"\t")
@@ -315,6 +350,19 @@ class TsvRegionFeatures(RegionFeatureStore):
         features = self._decode(fields[5], n, "features", lineno, None)
         self._check_dim(self.path, features)
         return RegionFeatures(features, boxes, w, h)
+
+    def _count(self, image_id: int, entry: tuple[int, int, int | None]) -> int:
+        if entry[2] is None:
+            raise _bad(self.path, f"line {entry[1]}: num_boxes is not a number")
+        return entry[2]
+
+
+def count_over(store: RegionFeatureStore, image_ids: list[int], max_regions: int) -> tuple[int, int]:
+    """``(images, largest)``: how many of ``image_ids`` have more than ``max_regions``
+    regions (a model keeping the first ``max_regions`` drops the rest), and the largest
+    region count among ``image_ids`` (0 if none). Reads no feature array."""
+    counts = [store.num_boxes(i) for i in image_ids]
+    return sum(n > max_regions for n in counts), max(counts, default=0)
 
 
 def open_region_features(path: PathLike, index_path: PathLike | None = None) -> RegionFeatureStore:

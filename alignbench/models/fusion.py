@@ -1,13 +1,15 @@
-"""Glimpse fusion: score → attend → bilinear pooling → residual update (pure torch).
+"""Glimpse fusion: per-glimpse queries → score → attend → bilinear pooling → residual update (pure torch).
 
-The score is the only part that differs between runs. With a one-head score, the fusion
+The score is the only part that differs between runs. Every glimpse reads the word
+features through its own linear map (part of the shared model, the same for every score
+and counted in its parameters), so every score can give G different maps, parameter-free
+ones (``dot``, ``scaled_dot``, ``uniform`` aside) included. With a one-head score the fusion
 builds one score module per glimpse (each with its own parameters); a multi-head score
-(BAN) gives all G maps at once and must have ``heads == glimpses``. Every glimpse's map
-is computed from the input word features (as in BAN), so a score without parameters
-(``dot``, ``scaled_dot``, ``cosine`` with equal sizes) gives G identical maps. Every map, whatever
-its normalisation, is turned into a distribution over (word, region) pairs by
-:func:`alignbench.attention.to_joint` and pooled by BAN's bilinear pooling, so row, joint
-and co maps flow through the same code.
+(BAN) gives all G maps in one call from the G query sequences
+(:meth:`~alignbench.scores.AlignmentScore.score_heads`) and must have ``heads == glimpses``.
+Every map is normalised as its score declares (:func:`alignbench.attention.score_attention`),
+made a distribution over (word, region) pairs by :func:`alignbench.attention.to_joint` and
+pooled by BAN's bilinear pooling, so row, joint and co maps flow through the same code.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..attention import attend, to_joint
+from ..attention import score_attention, to_joint
 from ..scores import BilinearPooling
 
 
@@ -38,6 +40,7 @@ class GlimpseFusion(nn.Module):
             [BilinearPooling(hidden_dim, hidden_dim, hidden_dim, pool=pool, dropout=dropout) for _ in range(glimpses)]
         )
         self.proj = nn.ModuleList([nn.Linear(hidden_dim, hidden_dim) for _ in range(glimpses)])
+        self.glimpse_queries = nn.ModuleList([nn.Linear(hidden_dim, hidden_dim) for _ in range(glimpses)])
         first = score_factory()
         if first.heads == 1:
             self.scores = nn.ModuleList([first] + [score_factory() for _ in range(glimpses - 1)])
@@ -51,13 +54,20 @@ class GlimpseFusion(nn.Module):
         self.normalization = first.normalization
         if any(s.normalization != self.normalization for s in self.scores):
             raise ValueError("GlimpseFusion: every glimpse's score must share one normalization")
+        if first.heads > 1 and self.normalization == "co":
+            raise ValueError(f"{type(first).__name__}: a multi-map co score is not supported; give it heads=1")
 
     def attention(self, q: torch.Tensor, v: torch.Tensor, q_mask: torch.Tensor | None,
                   v_mask: torch.Tensor | None) -> torch.Tensor:
-        """Attention weights ``[B, G, Lq, Lk]`` computed from the input word features."""
-        logits = torch.cat([score(q, v) for score in self.scores], dim=1)
+        """Attention weights ``[B, G, Lq, Lk]`` computed from the input word features, map
+        ``g`` from glimpse ``g``'s queries."""
+        queries = [proj(q) for proj in self.glimpse_queries]
         try:
-            return attend(logits, self.normalization, key_mask=v_mask, query_mask=q_mask)
+            if len(self.scores) == self.glimpses:
+                return torch.cat([score_attention(score, qg, v, v_mask, q_mask)
+                                  for score, qg in zip(self.scores, queries)], dim=1)
+            logits = self.scores[0].score_heads(torch.stack(queries, 1), v)
+            return score_attention(self.scores[0], queries[0], v, v_mask, q_mask, logits=logits)
         except ValueError as err:
             raise ValueError(f"{type(self.scores[0]).__name__}: {err}") from err
 

@@ -2,8 +2,11 @@
 
 The generator starts from the sentence feature and noise at 4×4, upsamples, and at each
 attention stage every image region attends over the caption's words through the
-configured score (normalised per region over the valid words, as in AttnGAN, whatever the
-score's own normalisation); the attended word context is joined to the region features.
+configured score, normalised as the score declares (:func:`~alignbench.attention.score_attention`:
+per region over the valid words for row scores, as in AttnGAN; over all region×word pairs
+for BAN; co-attention's factorised map); each region reads its word context from its own
+conditional distribution over the words (:func:`~alignbench.attention.conditional`), and the
+context is joined to the region features.
 The discriminator judges images unconditionally and conditioned on the sentence, and has
 a word-region matching head (a fixed scaled-dot SCAN matcher, the same for every score)
 that scores how well an image's regions match each word.
@@ -17,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..attention import attend, attended_sum
+from ..attention import attended_sum, conditional, score_attention
 from ..scores import ScaledDotScore
 from .matching import CrossAttentionMatcher
 
@@ -35,7 +38,7 @@ def _up(c_in: int, c_out: int) -> nn.Sequential:
 
 class WordAttentionStage(nn.Module):
     """Regions ``[B, C, H, W]`` attend over ``words [B, L, D]``; returns the refined map and
-    the attention ``[B, heads, H·W, L]``."""
+    the attention ``[B, heads, H·W, L]`` in the score's declared normalisation."""
 
     def __init__(self, channels: int, word_dim: int, score: nn.Module) -> None:
         super().__init__()
@@ -49,8 +52,9 @@ class WordAttentionStage(nn.Module):
                 word_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, c, height, width = h.shape
         regions = h.flatten(2).transpose(1, 2)  # [B, HW, C]
-        weights = attend(self.score(regions, words), "row", key_mask=word_mask)  # [B, H, HW, L]
-        context = attended_sum(weights, self.value(words)).mean(1)  # [B, HW, C]
+        weights = score_attention(self.score, regions, words, key_mask=word_mask)  # [B, H, HW, L]
+        reading = conditional(weights, self.score.normalization)  # each region's distribution over words
+        context = attended_sum(reading, self.value(words)).mean(1)  # [B, HW, C]
         context = context.transpose(1, 2).reshape(b, c, height, width)
         return F.relu(h + self.fuse(torch.cat([h, context], 1))), weights
 
@@ -78,6 +82,8 @@ class Generator(nn.Module):
         if bad := sorted(set(attention_at) - {int(k) for k in self.stages}):
             raise ValueError(f"Generator: attention_at {bad} not among the resolutions 8..{image_size}")
         self.to_rgb = nn.Conv2d(c, 3, 3, padding=1)
+        # the declared normalisation of the stage maps (every stage has the same score)
+        self.normalization = next(iter(self.stages.values())).score.normalization if len(self.stages) else "row"
 
     def forward(self, sentence: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor,
                 noise: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -1,12 +1,12 @@
 """Cross-attention image-text matching (SCAN text-to-image, pure torch).
 
 Each word attends over the image regions through the configured score and the shared
-:func:`~alignbench.attention.attend`; the word is compared with its attended context by
-cosine and the word relevances are aggregated into one image-caption similarity.
-Row, joint and co maps go through the same code: every map is made a distribution over
-(word, region) pairs by :func:`~alignbench.attention.to_joint`; a word's weight is its
-share of that distribution (uniform for row maps) and its context is the region average
-under its row of the map.
+:func:`~alignbench.attention.score_attention`; the word is compared with its attended
+context by cosine and the word relevances are aggregated into one image-caption
+similarity. Row, joint and co maps go through the same code: every map is made a
+distribution over (word, region) pairs by :func:`~alignbench.attention.to_joint`; a word's
+weight is its share of that distribution (uniform for row maps) and its context is the
+region average under its conditional distribution (:func:`~alignbench.attention.conditional`).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..attention import attend, to_joint
+from ..attention import conditional, score_attention, to_joint
 from ..scores import cross_logits
 
-SCAN_TREATMENT = ("auto", "on", "off")
+SCAN_TREATMENT = ("off", "on")
 AGGREGATIONS = ("mean", "lse")
 
 
@@ -34,14 +34,14 @@ def scan_raw_treatment(logits: torch.Tensor, query_mask: torch.Tensor, temperatu
 class CrossAttentionMatcher(nn.Module):
     """Similarity of every image against every caption by stacked cross attention.
 
-    ``scan_treatment``: ``on`` applies :func:`scan_raw_treatment` to the score's logits,
-    ``off`` never does, ``auto`` applies it only to the ``cosine`` score (SCAN's own
-    case, whose raw scores lie in [-1, 1]); any score with ``row`` normalisation may use it.
-    ``aggregation``: ``mean`` (weighted mean of word relevances) or ``lse``
-    (``1/λ₂ · log Σᵢ exp(λ₂ Rᵢ)``, weights folded in).
+    ``scan_treatment``: ``on`` applies :func:`scan_raw_treatment` to the logits of any
+    row-normalised score (an ablation, labelled ``<score>+scan`` in the run record),
+    ``off`` (default) never does: a pre-processing of logits applies to every score of a
+    comparison or to none. ``aggregation``: ``mean`` (weighted mean of word relevances) or
+    ``lse`` (``1/λ₂ · log Σᵢ exp(λ₂ Rᵢ)``, weights folded in).
     """
 
-    def __init__(self, score_factory: Callable[[], nn.Module], scan_treatment: str = "auto",
+    def __init__(self, score_factory: Callable[[], nn.Module], scan_treatment: str = "off",
                  temperature: float = 9.0, aggregation: str = "mean", lse_lambda: float = 6.0) -> None:
         super().__init__()
         if scan_treatment not in SCAN_TREATMENT:
@@ -50,10 +50,10 @@ class CrossAttentionMatcher(nn.Module):
             raise ValueError(f"unknown aggregation {aggregation!r}; valid: {', '.join(AGGREGATIONS)}")
         self.score = score_factory()
         self.normalization = self.score.normalization
-        name = type(self.score).__name__
-        self.treat = scan_treatment == "on" or (scan_treatment == "auto" and name == "CosineScore")
+        self.treat = scan_treatment == "on"
         if self.treat and self.normalization != "row":
-            raise ValueError(f"scan_treatment applies to row-normalised scores, not {name} ({self.normalization})")
+            raise ValueError(f"scan_treatment applies to row-normalised scores, not {type(self.score).__name__} "
+                             f"({self.normalization})")
         self.temperature, self.aggregation, self.lse_lambda = temperature, aggregation, lse_lambda
 
     def attention(self, words: torch.Tensor, word_mask: torch.Tensor, regions: torch.Tensor,
@@ -64,15 +64,26 @@ class CrossAttentionMatcher(nn.Module):
         logits = logits.reshape(ni * nc, *logits.shape[2:])
         qmask = word_mask.unsqueeze(0).expand(ni, -1, -1).reshape(ni * nc, -1)
         kmask = None if region_mask is None else region_mask.unsqueeze(1).expand(-1, nc, -1).reshape(ni * nc, -1)
-        weights = self.normalize(logits, qmask, kmask)
+        if self.normalization == "co":  # the marginals read the features of each pair
+            pair_words = words.unsqueeze(0).expand(ni, *words.shape).reshape(ni * nc, *words.shape[1:])
+            pair_regions = regions.unsqueeze(1).expand(ni, nc, *regions.shape[1:]).reshape(ni * nc, *regions.shape[1:])
+        else:
+            pair_words = pair_regions = None
+        weights = self.normalize(logits, qmask, kmask, pair_words, pair_regions)
         return weights.view(ni, nc, *weights.shape[1:])
 
-    def normalize(self, logits: torch.Tensor, word_mask: torch.Tensor,
-                  region_mask: torch.Tensor | None) -> torch.Tensor:
-        """Attention ``[P, H, L, R]`` from score logits of P matched (caption, image) pairs."""
+    def normalize(self, logits: torch.Tensor, word_mask: torch.Tensor, region_mask: torch.Tensor | None,
+                  words: torch.Tensor | None = None, regions: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention ``[P, H, L, R]`` from score logits of P matched (caption, image) pairs
+        (``words [P, L, d]`` and ``regions [P, R, d]``: needed by ``co`` scores only)."""
         if self.treat:
             logits = scan_raw_treatment(logits, word_mask, self.temperature)
-        return attend(logits, self.normalization, key_mask=region_mask, query_mask=word_mask)
+        return score_attention(self.score, words, regions, region_mask, word_mask, logits=logits)
+
+    def pair_attention(self, words: torch.Tensor, word_mask: torch.Tensor, regions: torch.Tensor,
+                       region_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention ``[P, H, L, R]`` of each caption ``words [P, L, d]`` on its own image ``regions [P, R, d]``."""
+        return self.normalize(self.score(words, regions), word_mask, region_mask, words, regions)
 
     def forward(self, words: torch.Tensor, word_mask: torch.Tensor, regions: torch.Tensor,
                 region_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,10 +91,9 @@ class CrossAttentionMatcher(nn.Module):
         ni, nc = regions.shape[0], words.shape[0]
         weights = self.attention(words, word_mask, regions, region_mask)
         qmask = word_mask.unsqueeze(0).expand(ni, -1, -1).reshape(ni * nc, -1)
-        joint = to_joint(weights.reshape(ni * nc, *weights.shape[2:]), self.normalization, qmask)
-        joint = joint.view(ni, nc, *joint.shape[1:])  # [Ni, Nc, H, L, R]
-        word_weight = joint.sum(-1)  # [Ni, Nc, H, L]
-        cond = joint / word_weight.unsqueeze(-1).clamp_min(1e-12)  # each word's distribution over regions
+        flat = weights.reshape(ni * nc, *weights.shape[2:])
+        word_weight = to_joint(flat, self.normalization, qmask).sum(-1).view(ni, nc, *weights.shape[2:-1])
+        cond = conditional(flat, self.normalization, qmask).view(weights.shape)  # each word's distribution
         # cos(w_i, c_i) with context c_i = Σ_j cond_ij v_j, without building [Ni, Nc, L, d]:
         # w_i·c_i = Σ_j cond_ij (w_i·v_j) and |c_i|² = cond_i G cond_iᵀ with G = V Vᵀ
         d = words.shape[-1]

@@ -87,7 +87,7 @@ class RetrievalModule(pl.LightningModule):
 
     def __init__(self, score: dict[str, Any], vocab_size: int, visual: str = "pixels", visual_dim: int | None = None,
                  image_size: int | None = None, hidden_dim: int = 128, embed_dim: int = 64,
-                 channels: tuple[int, ...] = (32, 64), stem: int = 4, scan_treatment: str = "auto",
+                 channels: tuple[int, ...] = (32, 64), stem: int = 4, scan_treatment: str = "off",
                  temperature: float = 9.0, aggregation: str = "mean", lse_lambda: float = 6.0, margin: float = 0.2,
                  warmup_epochs: int = 1, image_chunk: int = 20, caption_chunk: int = 100, lr: float = 2e-4,
                  lr_schedule: str = "cosine", bidirectional: bool = False, **_: Any) -> None:
@@ -153,7 +153,7 @@ class RetrievalModule(pl.LightningModule):
             img = caption_image[idx]
             rmask = None if region_mask is None else region_mask[img]
             qmask = caption_mask[idx]
-            w = self.matcher.normalize(self.matcher.score(words[idx], regions[img]), qmask, rmask)
+            w = self.matcher.pair_attention(words[idx], qmask, regions[img], rmask)
             ent.append(map_entropy(w, self.matcher.normalization, rmask, qmask))
         return float(torch.cat(ent).mean() * 100)
 
@@ -187,8 +187,7 @@ class RetrievalModule(pl.LightningModule):
             return
         regions, region_mask = self.encode_images(batch)
         words, mask = self.text(batch["caption"][:k]), batch["caption_mask"][:k]
-        weights = self.matcher.normalize(self.matcher.score(words, regions[rows]), mask,
-                                         None if region_mask is None else region_mask[rows])
+        weights = self.matcher.pair_attention(words, mask, regions[rows], None if region_mask is None else region_mask[rows])
         texts = [" ".join(datamodule.vocab.itos[t] for t in batch["caption"][i][mask[i]].tolist()) for i in range(k)]
         truth = None
         if hasattr(datamodule, "grounding_masks"):

@@ -151,7 +151,7 @@ class T2IModule(pl.LightningModule):
         self._eval.setdefault(stage, []).append({
             "fake": fake, "caption_index": batch["caption_index"],
             "stages": sorted(int(k) for k in self.generator.stages),
-            "entropy": stage_entropy(maps, batch["caption_mask"])})
+            "entropy": stage_entropy(maps, batch["caption_mask"], self.generator.normalization)})
 
     def _eval_noise(self, stage: str) -> torch.Tensor:
         """Noise ``[C, Z]`` per caption of ``stage``: one fixed table, the same for every score,

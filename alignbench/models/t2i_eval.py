@@ -36,9 +36,10 @@ def merge_parts(parts: list[dict]) -> list[dict]:
     return [{**merged, "stages": parts[0]["stages"]}]
 
 
-def stage_entropy(maps: list[torch.Tensor], word_mask: torch.Tensor) -> torch.Tensor:
-    """Normalised entropy ``[B, stages]`` of each stage's region-over-word attention (mean over heads)."""
-    return torch.stack([map_entropy(w, "row", key_mask=word_mask).mean(1) for w in maps], 1)
+def stage_entropy(maps: list[torch.Tensor], word_mask: torch.Tensor, normalization: str) -> torch.Tensor:
+    """Normalised entropy ``[B, stages]`` of each stage's region-over-word attention (mean
+    over heads), read in the maps' declared ``normalization``."""
+    return torch.stack([map_entropy(w, normalization, key_mask=word_mask).mean(1) for w in maps], 1)
 
 
 def excluded_distractors(split: T2ITensors, caption_index: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,8 @@ import pandas as pd
 from ..record import RECORD_NAME
 
 ID_COLUMNS = ("task", "data", "score", "seed")
-INFO_COLUMNS = ("params", "score_params", "train_seconds", "wall_seconds", "analysis_seconds", "config_hash", "run_dir")
+INFO_COLUMNS = ("baseline", "params", "score_params", "train_seconds", "wall_seconds", "analysis_seconds",
+                "config_hash", "run_dir")
 
 
 @dataclass
@@ -89,6 +90,7 @@ def collect_runs(dirs: list[str | Path]) -> RunSet:
         row["seed"] = int(_number(row["seed"]))
         for key in INFO_COLUMNS:
             row[key] = record.get(key)
+        row["baseline"] = bool(record.get("baseline", False))  # e.g. VQA's question-only model
         row["run_dir"] = shown
         row.update({str(k): _number(v) for k, v in record["metrics"].items() if str(k).startswith("test/")})
         rows.append(row)

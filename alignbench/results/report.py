@@ -121,8 +121,17 @@ def _settings(records: list[dict]) -> str:
     return ("Set-up (the same for every score): " + ", ".join(parts) + ".") if parts else ""
 
 
-def build_report(runs: RunSet, sources: list[str], staging: Path) -> list[str]:
-    """Write the report files into ``staging``; return their names relative to it."""
+def _relative(path: str | Path, base: Path) -> str:
+    """``path`` relative to ``base`` (both made absolute first), with forward slashes."""
+    return Path(os.path.relpath(Path(path).resolve(), base.resolve())).as_posix()
+
+
+def build_report(runs: RunSet, sources: list[str], staging: Path, out: Path | None = None) -> list[str]:
+    """Write the report files into ``staging`` (to be moved into ``out``); return their
+    names relative to it. Paths in the report are relative to ``out``, so the results
+    folder can move."""
+    base = Path(out) if out is not None else staging
+    sources = [_relative(s, base) for s in sources]
     figures = staging / "figures"
     summary = aggregate(runs.runs) if len(runs.runs) else pd.DataFrame(columns=["task", "data", "score", "metric",
                                                                               "n", "mean", "std"])
@@ -187,13 +196,16 @@ def build_report(runs: RunSet, sources: list[str], staging: Path) -> list[str]:
         if path is not None:
             doc.figure(path, f"figures/{path.name}", f"{task}/{data}: deletion curves")
     doc.heading(2, "Skipped runs")
-    doc.bullets([f"{path}: {reason}" for path, reason in runs.skipped] if runs.skipped else ["none"])
+    doc.bullets([f"{_relative(path, base)}: {reason}" for path, reason in runs.skipped] if runs.skipped else ["none"])
 
     (staging / "report.md").write_text("\n".join(doc.md).rstrip() + "\n", encoding="utf-8")
     page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>alignbench report</title>"
             f"<style>{STYLE}</style></head><body>{''.join(doc.html)}</body></html>\n")
     (staging / "report.html").write_text(page, encoding="utf-8")
-    runs.runs.to_csv(staging / "runs.csv", index=False, float_format="%.6g")
+    table = runs.runs.copy()
+    if len(table):
+        table["run_dir"] = [_relative(d, base) for d in table["run_dir"]]
+    table.to_csv(staging / "runs.csv", index=False, float_format="%.6g")
     summary.to_csv(staging / "summary.csv", index=False, float_format="%.6g")
     return sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
 
@@ -206,7 +218,7 @@ def write_report(dirs: list[str | Path], out: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
     try:
-        names = build_report(runs, [str(d) for d in dirs], staging)
+        names = build_report(runs, [str(d) for d in dirs], staging, out)
         for name in names:  # figures first, the pages that show them last
             target = out / name
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -105,19 +105,35 @@ def _stat(summary: pd.DataFrame, score: str, metric: str) -> tuple[float, float,
     return float(row["mean"]), float(row["std"]), int(row["n"])
 
 
+def baselines(runs: pd.DataFrame) -> set[str]:
+    """The rows of ``runs`` that are baselines (e.g. VQA's question-only model), not scores."""
+    if "baseline" not in runs.columns:
+        return set()
+    return set(runs.loc[runs["baseline"].fillna(False).astype(bool), "score"])
+
+
+def ordered_scores(group_runs: pd.DataFrame) -> list[str]:
+    """The scores of a comparison in name order, its baselines last."""
+    marked = baselines(group_runs)
+    return sorted(group_runs["score"].unique(), key=lambda s: (s in marked, s))
+
+
 def _metric_rows(group_runs: pd.DataFrame, group: pd.DataFrame, scores: list[str],
                  specs: list[tuple[str, str, int]]) -> tuple[list[list[str]], set[tuple[int, int]]]:
-    """Rows ``[score, seeds, metric cells…]`` and the best cells (per column, by direction;
-    none when all are equal)."""
-    means = {m: [_stat(group, s, m)[0] for s in scores] for m, _, _ in specs}
+    """Rows ``[score, seeds, metric cells…]`` and the best cells among the scores (per
+    column, by direction; none when all are equal; a baseline is never marked best and its
+    label says ``(baseline)``)."""
+    marked = baselines(group_runs)
+    means = {m: [_stat(group, s, m)[0] for s in scores if s not in marked] for m, _, _ in specs}
     rows, best = [], set()
     for i, score in enumerate(scores):
-        row = [score, str(int((group_runs["score"] == score).sum()))]
+        label = f"{score} (baseline)" if score in marked else score
+        row = [label, str(int((group_runs["score"] == score).sum()))]
         for j, (metric, _, direction) in enumerate(specs):
             mean, std, _ = _stat(group, score, metric)
             row.append(fmt_mean_std(mean, std))
             column = [v for v in means[metric] if not math.isnan(v)]
-            if (direction and len(set(column)) > 1 and not math.isnan(mean)
+            if (direction and score not in marked and len(set(column)) > 1 and not math.isnan(mean)
                     and mean == (max(column) if direction > 0 else min(column))):
                 best.add((i, 2 + j))
         rows.append(row)
@@ -170,7 +186,7 @@ def interpretability_table(task: str, data: str, runs: pd.DataFrame, summary: pd
     at = next((i + 1 for i, s in enumerate(specs) if s[0] == "test/pointing_chance"), 0)
     specs = specs[:at] + per_stage + specs[at:]
     group = summary[(summary["task"] == task) & (summary["data"] == data)]
-    scores = sorted(group_runs["score"].unique())
+    scores = [s for s in ordered_scores(group_runs) if s not in baselines(group_runs)]  # baselines have no attention
     rows, best = _metric_rows(group_runs, group, scores, specs)
     for score, row in zip(scores, rows):
         row.append(fmt(_stat(group, score, "analysis_seconds")[0], 0))
@@ -195,7 +211,7 @@ def task_table(task: str, data: str, runs: pd.DataFrame, summary: pd.DataFrame) 
     group = summary[(summary["task"] == task) & (summary["data"] == data)]
     specs = task_metrics(task, group_runs)
     primary = primary_metric(task, group_runs)
-    scores = sorted(group_runs["score"].unique())
+    scores = ordered_scores(group_runs)
     has_baseline = BASELINE in scores and primary is not None
     columns = ["score", "seeds"] + [label for _, label, _ in specs]
     if has_baseline:
@@ -209,6 +225,9 @@ def task_table(task: str, data: str, runs: pd.DataFrame, summary: pd.DataFrame) 
         row.append(fmt(_stat(group, score, "params")[0], 0))
         row.append(fmt(_stat(group, score, "train_seconds")[0], 0))
     note = "Mean ± sample std over seeds (no std for one seed); best per column in bold (unless all are equal)."
+    if baselines(group_runs):
+        note += (" (baseline): a model without the attention under study (VQA: question-only, it never sees the "
+                 "image), never marked best.")
     if task == "t2i":
         note += " *FID-feat is a Fréchet distance on the matching evaluator's features, not comparable with published Inception FID."
     return Table(f"{task} on {data}", columns, rows, best, note)
@@ -228,6 +247,7 @@ def ranking_table(runs: pd.DataFrame, summary: pd.DataFrame) -> Table:
         label = f"{task}/{data}"
         labels.append(label)
         stats = summary[(summary["task"] == task) & (summary["data"] == data) & (summary["metric"] == metric)]
+        stats = stats[~stats["score"].isin(baselines(group_runs))]  # baselines are not ranked
         series = stats.set_index("score")["mean"]
         for score, rank in series.rank(ascending=False, method="min").items():
             ranks.setdefault(score, {})[label] = float(rank)
@@ -240,4 +260,5 @@ def ranking_table(runs: pd.DataFrame, summary: pd.DataFrame) -> Table:
     best = {(0, 1)} if rows and (len(rows) == 1 or rows[0][1] != rows[1][1]) else set()  # a unique best only
     return Table("Cross-task ranking", ["score", "mean rank", "comparisons"] + labels, rows, best,
                  "Rank of each score by the primary metric of each comparison (VQA accuracy, retrieval rsum, "
-                 "text-to-image R-precision), 1 = best; mean over the comparisons the score took part in.")
+                 "text-to-image attribute accuracy where a detector reads the objects, else R-precision), 1 = best; "
+                 "mean over the comparisons the score took part in; baselines are not ranked.")

@@ -13,17 +13,18 @@ from torch import nn
 
 from .additive import AdditiveScore
 from .ban import BANScore, BilinearPooling
-from .base import NORMALIZATIONS, AlignmentScore, cross_logits
-from .coattention import CoAttentionScore
+from .base import NORMALIZATIONS, AlignmentScore, LearnedTemperature, cross_logits
+from .coattention import CoAttentionMaxPoolScore, CoAttentionScore
 from .cosine import CosineScore
 from .dot import DotScore, ScaledDotScore
 from .general import ActivatedGeneralScore, BiasedGeneralScore, GeneralScore
+from .uniform import UniformScore
 
 __all__ = [
     "AlignmentScore", "NORMALIZATIONS", "DotScore", "ScaledDotScore", "GeneralScore",
     "BiasedGeneralScore", "ActivatedGeneralScore", "AdditiveScore", "CosineScore",
-    "CoAttentionScore", "BANScore", "BilinearPooling", "build_score", "list_scores",
-    "score_config_path", "cross_logits",
+    "CoAttentionScore", "CoAttentionMaxPoolScore", "UniformScore", "BANScore", "BilinearPooling",
+    "LearnedTemperature", "build_score", "list_scores", "score_config_path", "cross_logits",
 ]
 
 

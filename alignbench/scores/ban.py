@@ -50,6 +50,18 @@ class BANScore(AlignmentScore):
         return torch.bmm(weighted, yv.transpose(1, 2)).view(b, self.heads, lq, yv.shape[1])
 
 
+    def score_heads(self, queries: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        """Glimpse ``g`` from its own queries ``queries[:, g]`` (``[B, G, Lq, Dq]``); logits
+        ``[B, G, Lq, Lk]`` at the cost of one call (U and V stay shared)."""
+        b, g, lq, d = queries.shape
+        if g != self.heads:
+            raise ValueError(f"{type(self).__name__}: {g} query sequences for {self.heads} glimpses")
+        self._check_inputs(queries[:, 0], key)
+        xu = self.prepare_query(queries.reshape(b, g * lq, d)).view(b, g, lq, self.rank)
+        weighted = (xu * self.glimpse_vectors[None, :, None, :]).reshape(b, g * lq, self.rank)
+        return torch.bmm(weighted, self.prepare_key(key).transpose(1, 2)).view(b, g, lq, key.shape[1])
+
+
 class BilinearPooling(nn.Module):
     """BAN's pooling of two sequences with a given attention map.
 

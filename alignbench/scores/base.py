@@ -9,6 +9,9 @@ are normalised is declared by :attr:`AlignmentScore.normalization` and carried o
 
 from __future__ import annotations
 
+import math
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -31,6 +34,11 @@ class AlignmentScore(nn.Module):
 
     normalization: str = "row"
     heads: int = 1
+    # logits confined to a fixed interval (cosine, tanh/sigmoid): such a score multiplies them by a
+    # LearnedTemperature whose initial value its YAML declares, the same for every bounded score
+    bounded: bool = False
+    # a control whose logits do not depend on the inputs (uniform attention)
+    is_control: bool = False
 
     def __init__(self, q_dim: int, k_dim: int) -> None:
         super().__init__()
@@ -62,6 +70,31 @@ class AlignmentScore(nn.Module):
     def score(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
         return self.combine(self.prepare_query(query), self.prepare_key(key))
 
+    def score_heads(self, queries: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        """Multi-map scores in a model that gives each map its own queries: logits
+        ``[B, H, Lq, Lk]`` whose map ``h`` is computed from ``queries[:, h]``
+        (``queries [B, H, Lq, Dq]``, ``key [B, Lk, Dk]``). The default scores the stacked
+        queries once and keeps each map's own block (H times the work of one call; a score
+        may do better, as BAN does)."""
+        b, h, lq, d = queries.shape
+        if h != self.heads:
+            raise ValueError(f"{type(self).__name__}: {h} query sequences for {self.heads} maps")
+        logits = self(queries.reshape(b, h * lq, d), key)  # [B, H, H·Lq, Lk]
+        return torch.stack([logits[:, i, i * lq:(i + 1) * lq] for i in range(h)], 1)
+
+    def marginal_logits(
+        self, query: torch.Tensor, key: torch.Tensor,
+        pool_keys: Callable[[torch.Tensor], torch.Tensor], pool_queries: Callable[[torch.Tensor], torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``co`` scores: logits of the query marginal ``[B, H, Lq]`` and of the key marginal
+        ``[B, H, Lk]`` from ``query [B, Lq, Dq]``, ``key [B, Lk, Dk]`` and the score's own
+        pairwise logits, which only :mod:`alignbench.attention` may pool (it applies the
+        masks): ``pool_keys(values [B, Lk, D]) -> [B, H, Lq, D]`` sums ``values`` over the
+        valid keys weighted by each query's logits, ``pool_queries(values [B, Lq, D]) ->
+        [B, H, Lk, D]`` over the valid queries. ``None`` (the default) takes each
+        position's strongest logit to a valid position of the other side (max pooling)."""
+        return None
+
     def _check_inputs(self, query: torch.Tensor, key: torch.Tensor) -> None:
         name = type(self).__name__
         if query.dim() != 3 or key.dim() != 3:
@@ -78,6 +111,33 @@ class AlignmentScore(nn.Module):
 
     def extra_repr(self) -> str:
         return f"q_dim={self.q_dim}, k_dim={self.k_dim}, normalization={self.normalization}, heads={self.heads}"
+
+
+class LearnedTemperature(nn.Module):
+    """A learned scalar ``s > 0`` (kept as ``log s``) that multiplies bounded logits.
+
+    The one scaling rule for scores whose logits lie in a fixed interval: without it a
+    softmax over tens of regions cannot become sharp (logits in [-1, 1] over 64 regions
+    give at most 0.105 to one region). ``initial`` comes from the score's YAML and is the
+    same for every bounded score.
+    """
+
+    def __init__(self, owner: str, initial: float) -> None:
+        super().__init__()
+        if isinstance(initial, bool) or not isinstance(initial, (int, float)) or not float(initial) > 0:
+            raise ValueError(f"{owner}: temperature must be a number > 0, got {initial!r}")
+        self.initial = float(initial)
+        self.log_value = nn.Parameter(torch.tensor(math.log(self.initial)))
+
+    @property
+    def value(self) -> float:
+        return float(self.log_value.detach().exp())
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.log_value.exp().to(logits.dtype) * logits
+
+    def extra_repr(self) -> str:
+        return f"initial={self.initial:g}"
 
 
 def positive_int(owner: str, label: str, value: object) -> int:

@@ -1,4 +1,4 @@
-"""Cosine score ``λ·cos(q, k)`` (as in SCAN, λ = 9)."""
+"""Cosine score ``s·cos(q, k)`` with a learned temperature ``s`` (SCAN uses a fixed 9)."""
 
 from __future__ import annotations
 
@@ -6,23 +6,23 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import AlignmentScore
+from .base import AlignmentScore, LearnedTemperature
 
 
 class CosineScore(AlignmentScore):
-    """Cosine similarity times a temperature λ; logits ``[B, 1, Lq, Lk]`` in ``[-λ, λ]``.
+    """Cosine similarity times a learned temperature ``s``; logits ``[B, 1, Lq, Lk]`` in ``[-s, s]``.
 
-    When ``q_dim != k_dim`` the query is mapped to ``k_dim`` by a linear projection
-    without bias first.
+    Bounded, so it follows the bounded-score rule (:class:`LearnedTemperature`, initial
+    value ``temperature`` from the YAML). When ``q_dim != k_dim`` the query is mapped to
+    ``k_dim`` by a linear projection without bias first.
     """
 
     normalization = "row"
+    bounded = True
 
     def __init__(self, q_dim: int, k_dim: int, temperature: float = 9.0, eps: float = 1e-8) -> None:
         super().__init__(q_dim, k_dim)
-        if not float(temperature) > 0:
-            raise ValueError(f"{type(self).__name__}: temperature must be > 0, got {temperature!r}")
-        self.temperature = float(temperature)
+        self.temperature = LearnedTemperature(type(self).__name__, temperature)
         self.eps = eps
         self.proj = nn.Linear(q_dim, k_dim, bias=False) if q_dim != k_dim else None
 
@@ -34,4 +34,4 @@ class CosineScore(AlignmentScore):
         return F.normalize(key, dim=-1, eps=self.eps)
 
     def combine(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-        return (self.temperature * (query @ key.transpose(1, 2))).unsqueeze(1)
+        return self.temperature(query @ key.transpose(1, 2)).unsqueeze(1)

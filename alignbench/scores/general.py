@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import AlignmentScore
+from .base import AlignmentScore, LearnedTemperature
 
 ORIENTATIONS = ("qwk", "kwq")
 ACTIVATIONS = {
@@ -67,15 +67,24 @@ class BiasedGeneralScore(AlignmentScore):
 
 
 class ActivatedGeneralScore(BiasedGeneralScore):
-    """Activated general score ``act(qᵀ(W k + b))``; ``act`` ∈ tanh, relu, sigmoid, leaky_relu."""
+    """Activated general score ``s · act(qᵀ(W k + b))``; ``act`` ∈ tanh, relu, sigmoid, leaky_relu.
 
-    def __init__(self, q_dim: int, k_dim: int, act: str = "tanh") -> None:
+    tanh and sigmoid bound the logits, so the score follows the bounded-score rule: a
+    learned temperature ``s`` (:class:`LearnedTemperature`, initial value ``temperature``
+    from the YAML, the same for every bounded score); with relu/leaky_relu ``s`` is one
+    more learned scalar.
+    """
+
+    bounded = True
+
+    def __init__(self, q_dim: int, k_dim: int, act: str = "tanh", temperature: float = 9.0) -> None:
         super().__init__(q_dim, k_dim)
         if act not in ACTIVATIONS:
             raise ValueError(
                 f"{type(self).__name__}: unknown act {act!r}; valid: {', '.join(ACTIVATIONS)}"
             )
         self.act = act
+        self.temperature = LearnedTemperature(type(self).__name__, temperature)
 
     def combine(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-        return ACTIVATIONS[self.act](super().combine(query, key))
+        return self.temperature(ACTIVATIONS[self.act](super().combine(query, key)))
