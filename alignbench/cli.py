@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
 from .config import CONF_DIR, group_options
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # as a shell reports a process stopped by Ctrl-C
 LIST_GROUPS = {"scores": "score", "tasks": "task", "data": "data", "trainers": "trainer", "presets": "preset"}
 
 
@@ -50,10 +52,19 @@ def preflight(overrides: list[str]) -> None:
         raise UsageError(str(err)) from None
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler or `kill`) stops this process as Ctrl-C does: a KeyboardInterrupt,
+    so records say ``interrupted`` and workers are stopped."""
+    def interrupt(signum, frame):  # noqa: ARG001 - the signal handler's signature
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def cmd_train(overrides: list[str]) -> int:
     import hydra
 
-    from .train import FAILED_RUNS, hydra_entry
+    from .train import FAILED_RUNS, INTERRUPTED_RUNS, hydra_entry
 
     preflight(overrides)
     app = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(hydra_entry)
@@ -61,8 +72,16 @@ def cmd_train(overrides: list[str]) -> int:
     # that Lightning's DDP launcher, which re-runs `sys.argv` for every other process
     # (with LOCAL_RANK set), starts this same training run there (see main()).
     sys.argv = [sys.argv[0]] + overrides
-    del FAILED_RUNS[:]
-    app()
+    del FAILED_RUNS[:], INTERRUPTED_RUNS[:]
+    stop_on_sigterm()
+    try:
+        app()
+    except (KeyboardInterrupt, SystemExit):
+        if not INTERRUPTED_RUNS:
+            raise
+        print(f"alignbench: interrupted: {', '.join(INTERRUPTED_RUNS)} (record status 'interrupted'); run the same "
+              "command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if FAILED_RUNS:  # a sweep finished, but not every run did
         print(f"alignbench: {len(FAILED_RUNS)} run(s) failed: {', '.join(FAILED_RUNS)}", file=sys.stderr)
         return 1
@@ -90,7 +109,7 @@ def cmd_report(dirs: list[str], out: str) -> int:
 def cmd_compare(overrides: list[str]) -> int:
     from hydra.errors import HydraException
 
-    from .compare import EXPERIMENTS_DIR, compose_experiment, plan, run_comparison
+    from .compare import EXPERIMENTS_DIR, Interrupted, compose_experiment, plan, run_comparison
 
     train_extra: list[str] = []
     if "--" in overrides:  # everything after -- goes to every run's `alignbench train`
@@ -120,7 +139,14 @@ def cmd_compare(overrides: list[str]) -> int:
         raise UsageError(f"compare: {str(err).splitlines()[0]}") from None
     except ValueError as err:
         raise UsageError(f"compare: {err}") from None
-    report, failed = run_comparison(cfg, jobs=jobs)
+    stop_on_sigterm()
+    try:
+        report, failed = run_comparison(cfg, jobs=jobs)
+    except Interrupted as stopped:
+        print(f"alignbench: compare interrupted; stopped {len(stopped.jobs)} running job(s) "
+              f"({stopped or 'none'}), their records say 'interrupted'; run the same command again to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(f"report: {report}")
     print(f"        {report.with_suffix('.html')}")
     if failed:

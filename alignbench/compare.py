@@ -15,8 +15,10 @@ others, so that data caches and the text-to-image evaluators are built once.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -97,6 +99,10 @@ def plan(cfg: DictConfig) -> list[Job]:
         raise ValueError(f"two scores share a name: {', '.join(scores)}")
     if int(cfg.seeds) < 1:
         raise ValueError(f"seeds must be >= 1, got {cfg.seeds!r}")
+    if int(cfg.jobs) < 1:
+        raise ValueError(f"jobs must be >= 1 (runs at a time), got {cfg.jobs!r}")
+    if int(cfg.first_seed) < 0:
+        raise ValueError(f"first_seed must be >= 0, got {cfg.first_seed!r}")
     out = Path(cfg.out)
     seeds = range(int(cfg.first_seed), int(cfg.first_seed) + int(cfg.seeds))
     jobs = []
@@ -129,12 +135,48 @@ def run_job(job: Job, threads: int | None) -> tuple[str, float]:
             f"hydra.run.dir={job.run_dir}"]
     t0 = time.perf_counter()
     with open(job.run_dir / "stdout.log", "w", encoding="utf-8") as log:
-        subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        with _LOCK:
+            _WORKERS.add(process)
+        try:
+            process.wait()
+        finally:
+            with _LOCK:
+                _WORKERS.discard(process)
     try:
         status = read_record(job.run_dir).get("status", "unknown")
     except (OSError, ValueError):
         status = "failed (no record; see stdout.log)"
     return status, time.perf_counter() - t0
+
+
+_WORKERS: set[subprocess.Popen] = set()  # the `alignbench train` processes running now
+_LOCK = threading.Lock()
+
+
+class Interrupted(Exception):
+    """``compare`` was stopped (Ctrl-C, SIGTERM); ``jobs`` were running and have been stopped."""
+
+    def __init__(self, jobs: list[Job]) -> None:
+        super().__init__(", ".join(j.label for j in jobs))
+        self.jobs = jobs
+
+
+def stop_workers(grace: float = 60.0) -> None:
+    """Send SIGTERM to every running worker (its record then says ``interrupted``, resumable from
+    its last checkpoint), wait up to ``grace`` seconds for each, then kill what is left."""
+    with _LOCK:
+        workers = list(_WORKERS)
+    for process in workers:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in workers:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _clock(seconds: float) -> str:
@@ -182,14 +224,18 @@ def run_comparison(cfg: DictConfig, echo=lambda text: print(text, flush=True),
     held = {task: jobs_[1:] for task, jobs_ in by_task.items()}
     with ThreadPoolExecutor(max_workers=width) as pool:
         running: dict = {}
-        while ready or running:
-            while ready and len(running) < width:
-                job = ready.pop(0)
-                running[pool.submit(run_job, job, threads)] = job
-            finished_now, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished_now:
-                job = running.pop(future)
-                done(job, future.result())
-                ready.extend(held.pop(job.task, []))
+        try:
+            while ready or running:
+                while ready and len(running) < width:
+                    job = ready.pop(0)
+                    running[pool.submit(run_job, job, threads)] = job
+                finished_now, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
+                for future in finished_now:
+                    job = running.pop(future)
+                    done(job, future.result())
+                    ready.extend(held.pop(job.task, []))
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see alignbench.cli): stop the workers, keep what is done
+            stop_workers()
+            raise Interrupted(list(running.values())) from None
     report = write_report([Path(cfg.out) / "runs"], Path(cfg.out) / "report")
     return report, failed

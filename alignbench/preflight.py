@@ -19,6 +19,7 @@ from importlib import import_module
 from typing import Any
 
 from .config import CONF_DIR, GROUPS, group_options
+from .ranges import SEED, Range
 
 
 class ConfigError(ValueError):
@@ -31,8 +32,11 @@ def _locate(path: str) -> Any:
 
 
 def _accepts(value: Any, hint: Any) -> tuple[bool, str]:
-    """Whether ``value`` (plain YAML data) fits the type ``hint``; and the hint in words."""
+    """Whether ``value`` (plain YAML data) fits the type ``hint``; and the hint in words
+    (ranges of ``Annotated`` hints are checked by :func:`_range_problem`)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Annotated:
+        return _accepts(value, args[0])
     if hint is inspect.Parameter.empty or hint is Any:
         return True, "any"
     if origin in (typing.Union, types.UnionType):
@@ -57,24 +61,109 @@ def _accepts(value: Any, hint: Any) -> tuple[bool, str]:
     return True, getattr(hint, "__name__", str(hint))
 
 
+def _range_problem(value: Any, hint: Any) -> str | None:
+    """What ``value`` (of the right type) should be, if a :class:`~alignbench.ranges.Range` in
+    ``hint`` (``Annotated``, possibly in a union) excludes it; else None."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        fitting = [a for a in args if _accepts(value, a)[0]]
+        problems = [_range_problem(value, a) for a in fitting]
+        if any(p is None for p in problems):
+            return None
+        words = " or ".join(p for p in problems if p) or None
+        if words and any(a is type(None) for a in args):
+            words += " (or null)"
+        return words
+    if origin is typing.Annotated:
+        ranges = [m for m in args[1:] if isinstance(m, Range)]
+        bad = [r for r in ranges if value not in r]
+        if bad:
+            base = _accepts(value, args[0])[1]
+            before = [r.words for r in bad if not r.words.startswith(("in ", "equal"))]
+            after = [r.words for r in bad if r.words.startswith(("in ", "equal"))]
+            phrase = " ".join([" and ".join(before), base, " and ".join(after)]).strip().replace("  ", " ")
+            return ("an " if phrase[0] in "aeiou" else "a ") + phrase
+    return None
+
+
+def _constructor_hints(cls: Any) -> dict[str, Any]:
+    """Annotated parameters of ``cls``'s constructor and of the constructors it passes
+    ``**kwargs`` on to (its bases'), nearest first."""
+    hints: dict[str, Any] = {}
+    owners = [c for c in cls.__mro__ if "__init__" in vars(c)] if inspect.isclass(cls) else [cls]
+    for owner in owners:
+        init = owner.__init__ if inspect.isclass(owner) else owner
+        if init is object.__init__:
+            break
+        try:
+            found = typing.get_type_hints(init, include_extras=True)
+        except Exception:  # noqa: BLE001 - unresolvable annotations: nothing to check there
+            found = {}
+        params = inspect.signature(init).parameters
+        for name in params:
+            if name in found and name not in hints:
+                hints[name] = found[name]
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            break
+    return hints
+
+
+def _constructor_options(cls: Any) -> set[str] | None:
+    """The keyword arguments ``cls``'s constructor takes, or None when it takes any (``**kwargs``
+    that do not reach a base class's named parameters are not followed)."""
+    owners = [c for c in cls.__mro__ if "__init__" in vars(c)] if inspect.isclass(cls) else [cls]
+    names: set[str] = set()
+    for owner in owners:
+        init = owner.__init__ if inspect.isclass(owner) else owner
+        if init is object.__init__:
+            return None
+        params = inspect.signature(init).parameters
+        names |= {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return names
+    return None
+
+
 def check_arguments(target: str, kwargs: dict[str, Any], prefix: str) -> None:
-    """Check ``kwargs`` against the annotated parameters of ``target``'s constructor."""
+    """Check ``kwargs`` against the annotated parameters of ``target``'s constructor: their
+    types, and the ranges they state (:mod:`alignbench.ranges`)."""
     try:
         cls = _locate(target)
     except (ImportError, AttributeError, ValueError) as err:
         raise ConfigError(f"{prefix}._target_: cannot import {target!r} ({err})") from None
-    init = cls.__init__ if inspect.isclass(cls) else cls
-    try:
-        hints = typing.get_type_hints(init)
-    except Exception:  # noqa: BLE001 - unresolvable annotations: nothing to check
-        return
-    params = inspect.signature(init).parameters
+    hints = _constructor_hints(cls)
+    name = getattr(cls, "__name__", target)
+    options = _constructor_options(cls)
     for key, value in kwargs.items():
-        if key.startswith("_") or key not in params or key not in hints:
+        if options is not None and not key.startswith("_") and key not in options:
+            raise ConfigError(f"{prefix}.{key} is not an option of {name}; its options: {', '.join(sorted(options))}")
+        if key.startswith("_") or key not in hints:
             continue
         ok, expected = _accepts(value, hints[key])
         if not ok:
-            raise ConfigError(f"{prefix}.{key}={value!r} is not valid: {cls.__name__} expects {expected}")
+            raise ConfigError(f"{prefix}.{key}={value!r} is not valid: {name} expects {expected}")
+        problem = _range_problem(value, hints[key])
+        if problem:
+            raise ConfigError(f"{prefix}.{key} must be {problem}, got {value!r}")
+
+
+def check_trainer(trainer: dict[str, Any]) -> None:
+    """Values Lightning's Trainer would take but that train nothing (or run forever): a run
+    must train at least one epoch on at least one batch."""
+    epochs = trainer.get("max_epochs")
+    if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs < 1:
+        raise ConfigError(f"trainer.max_epochs must be a positive int, got {epochs!r} (a run must train)")
+    limit = trainer.get("limit_train_batches")
+    if isinstance(limit, (int, float)) and not isinstance(limit, bool) and not limit > 0:
+        raise ConfigError(f"trainer.limit_train_batches must be > 0 (a fraction in (0, 1] or a count), "
+                          f"got {limit!r} (a run must train)")
+
+
+def check_seed(seed: Any) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed={seed!r} is not valid: expected int")
+    if seed not in SEED:
+        raise ConfigError(f"seed must be an int {SEED.words}, got {seed!r}")
 
 
 def check_score_target(target: str) -> None:
@@ -127,7 +216,15 @@ def check_run(overrides: list[str], build_data: bool = True) -> None:
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(first_line(err)) from None
     check_score_target(str(resolved["score"].get("_target_", "")))
+    check_seed(resolved.get("seed"))
+    check_trainer(resolved["trainer"])
     check_arguments(resolved["trainer"]["_target_"], resolved["trainer"], "trainer")
+    score = {k: v for k, v in resolved["score"].items() if k not in ("q_dim", "k_dim")}
+    check_arguments(score["_target_"], score, "score")
+    glimpses = resolved["model"].get("glimpses")
+    if "glimpses" in score and glimpses is not None and score["glimpses"] != glimpses:
+        raise ConfigError(f"score.glimpses must equal model.glimpses={glimpses!r} (one map per glimpse for every "
+                          f"score; it follows model.glimpses unless set), got {score['glimpses']!r}")
     check_arguments(resolved["model"]["_target_"], resolved["model"], "model")
     if cfg.task.name not in cfg.data.tasks:
         raise ConfigError(f"data {cfg.data.name!r} has no {cfg.task.name!r} view; it supports: "

@@ -21,6 +21,7 @@ from .runs import clear_stale, completed_record, find_completed, find_resumable,
 
 log = logging.getLogger("alignbench")
 FAILED_RUNS: list[str] = []  # run dirs of failed runs in this process (a sweep goes on past them)
+INTERRUPTED_RUNS: list[str] = []  # run dirs of runs stopped by Ctrl-C or SIGTERM in this process
 
 
 class HistoryCallback(pl.Callback):
@@ -141,6 +142,7 @@ def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> di
     except BaseException as err:  # Ctrl-C / SIGTERM: say so in the record, then stop
         record["status"] = "interrupted"
         record["error"] = f"{type(err).__name__}: {err}"
+        INTERRUPTED_RUNS.append(str(run_dir))
         raise
     finally:
         record["history"] = history.history

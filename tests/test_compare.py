@@ -107,10 +107,13 @@ def test_train_sweep_skips_completed_and_continues_past_failure(tmp_path):
     assert (again.stdout + again.stderr).count("skipped: the same config already completed") == 2
     assert len(sorted(tmp_path.rglob("run.json"))) == 3  # only scaled_dot ran
     # a failing job leaves a failed record, the sweep goes on, the exit code says so
-    bad = subprocess.run(args[:-2] + ["score=dot", "model.lr=nan,0.001", "trainer.enable_progress_bar=false"],
-                         capture_output=True, text=True, env=env, timeout=600)
-    assert bad.returncode == 1 and "1 run(s) failed" in bad.stderr
-    assert (bad.stdout + bad.stderr).count("skipped: the same config already completed") == 1  # lr=0.001 is the default
+    from conftest import USER_PKG
+
+    bad = subprocess.run(args[:-2] + ["score=dot", "score._target_=my_scores.NaNScore,alignbench.scores.DotScore",
+                                      "trainer.enable_progress_bar=false"],
+                         capture_output=True, text=True, env={**env, "PYTHONPATH": str(USER_PKG)}, timeout=600)
+    assert bad.returncode == 1 and "1 run(s) failed" in bad.stderr  # NaN logits: a failed record
+    assert (bad.stdout + bad.stderr).count("skipped: the same config already completed") == 1  # DotScore is score=dot
     statuses = sorted(json.loads(p.read_text())["status"] for p in tmp_path.rglob("run.json"))
     assert statuses == ["completed", "completed", "completed", "failed"]
 

@@ -90,3 +90,52 @@ def test_non_finite_loss_fails_with_its_step_and_the_sweep_goes_on(tmp_path, tas
     assert re.search(r"at step \d+$", failed["error"])  # the step it stopped at (a GAN counts both optimisers)
     assert failed["metrics"] == {}
     assert records["DotScore"]["status"] == "completed"
+
+
+def _alignbench_processes(marker: str) -> list[str]:
+    """Command lines of the processes on this machine that name ``marker``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if marker in cmdline and "alignbench" in cmdline:
+                found.append(cmdline)
+    return found
+
+
+def _statuses(out):
+    statuses = {}
+    for path in sorted(out.rglob("run.json")):
+        try:
+            statuses[path.parent.relative_to(out / "runs").as_posix()] = json.loads(path.read_text())["status"]
+        except (OSError, ValueError):
+            pass
+    return statuses
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc to find leftover processes")
+def test_sigterm_stops_compare_and_its_workers_and_the_rerun_completes(tmp_path):
+    out = tmp_path / "cmp"
+    args = [sys.executable, "-m", "alignbench", "compare", "preset=smoke", "tasks=[vqa]", "scores=[dot,ban]",
+            "baselines=null", "seeds=2", f"out={out}", "--", "trainer.max_epochs=4"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and "running" not in _statuses(out).values():
+        time.sleep(0.2)
+    assert "running" in _statuses(out).values(), "no run started"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 130, stderr[-2000:]
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("alignbench: compare interrupted") and "resume" in lines[0], stderr
+    assert not _alignbench_processes(str(out)), "workers left running"
+    stopped = _statuses(out)
+    assert "interrupted" in stopped.values() and "running" not in stopped.values(), stopped
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert _statuses(out) == {f"vqa/{s}/seed{n}": "completed" for s in ("ban", "dot") for n in (0, 1)}
+    assert "4 completed run(s)" in (out / "report" / "report.md").read_text()

@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
+from ..ranges import PositiveInt
 
 
 def cache_dir() -> Path:
@@ -111,7 +112,7 @@ def batch_loader_of(dataset: Any, batches: Sampler[list[int]], train: bool) -> D
 class SplitDataModule(pl.LightningDataModule):
     """Builds its train/val/test splits once (:meth:`build`) and knows its batch sizes."""
 
-    def __init__(self, batch_size: int, eval_batch_size: int, seed: int = 0) -> None:
+    def __init__(self, batch_size: PositiveInt, eval_batch_size: PositiveInt, seed: int = 0) -> None:
         super().__init__()
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
         self.splits: dict[str, Any] = {}

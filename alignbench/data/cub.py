@@ -19,6 +19,7 @@ from .base import cached
 from .cub_format import read_t2i_split
 from .t2i_dataset import T2IDataModule, T2ITensors
 from .text import Vocab
+from ..ranges import PositiveInt
 
 
 class CubDataModule(T2IDataModule):
@@ -26,9 +27,9 @@ class CubDataModule(T2IDataModule):
 
     name = "cub_format"
 
-    def __init__(self, data_path: str, image_size: int = 64, captions_per_image: int = 10,
+    def __init__(self, data_path: str, image_size: PositiveInt = 64, captions_per_image: PositiveInt = 10,
                  crop_to_bbox: bool = True, images_dir: str | None = None, val_fraction: float = 0.05,
-                 split_seed: int = 1234, limit: int | None = None, **kwargs) -> None:
+                 split_seed: int = 1234, limit: PositiveInt | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.root = Path(data_path).expanduser()
         if not self.root.is_dir():

@@ -16,6 +16,7 @@ from .text import Vocab
 from .vqa_dataset import VQATensors, single_answer_targets
 from .base import cached
 from .vqa_module import VQADataModule
+from ..ranges import PositiveInt
 
 COLORS = {"red", "green", "blue", "black", "gray", "teal", "brown", "yellow"}
 SHAPES = {"circle", "rectangle", "triangle"}
@@ -46,7 +47,7 @@ class EasyVQADataModule(VQADataModule):
 
     name = "easy_vqa"
 
-    def __init__(self, val_fraction: float = 0.1, limit: int | None = None, split_seed: int = 1234,
+    def __init__(self, val_fraction: float = 0.1, limit: PositiveInt | None = None, split_seed: int = 1234,
                  **kwargs) -> None:
         super().__init__(**kwargs)
         self.split_seed = split_seed

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from .base import SplitDataModule, batch_loader_of
+from ..ranges import PositiveInt
 
 
 @dataclass
@@ -89,7 +90,7 @@ class RetrievalDataModule(SplitDataModule):
     ``image_size`` and ``splits`` (train/val/test :class:`RetrievalSplit`).
     """
 
-    def __init__(self, batch_size: int = 64, eval_batch_size: int = 100, seed: int = 0) -> None:
+    def __init__(self, batch_size: PositiveInt = 64, eval_batch_size: PositiveInt = 100, seed: int = 0) -> None:
         super().__init__(batch_size, eval_batch_size, seed)
 
     def metadata(self) -> dict:

@@ -37,6 +37,7 @@ from .flickr30k_entities import BOXES_FILE, caption_region_truth, check_ids_sour
 from .retrieval_dataset import RetrievalDataModule, RetrievalSplit
 from .scan_format import CAPTIONS_PER_IMAGE, precomp_folder, read_scan_precomp
 from .text import Vocab
+from ..ranges import PositiveInt
 
 SPLITS = {"train": "train", "val": "dev", "test": "test"}
 
@@ -49,7 +50,7 @@ class ScanPrecompDataModule(RetrievalDataModule):
     name = "scan_precomp"
 
     def __init__(self, data_path: str, data_name: str = "f30k", test_split: str = "test",
-                 limit: int | None = None, entities_path: str | None = None, karpathy_json: str | None = None,
+                 limit: PositiveInt | None = None, entities_path: str | None = None, karpathy_json: str | None = None,
                  **kwargs) -> None:
         super().__init__(**kwargs)
         self.folder = precomp_folder(data_path, data_name)

@@ -19,6 +19,7 @@ from .text import Vocab
 from .vqa_dataset import VQATensors, single_answer_targets
 from .base import cached
 from .vqa_module import VQADataModule
+from ..ranges import PositiveInt
 
 SPLIT_OFFSET = {"train": 0, "val": 1, "test": 2}
 
@@ -54,14 +55,14 @@ class SyntheticVQADataModule(VQADataModule):
 
     def __init__(
         self,
-        train_scenes: int = 6000,
-        val_scenes: int = 1000,
-        test_scenes: int = 1000,
-        questions_per_scene: int = 4,
+        train_scenes: PositiveInt = 6000,
+        val_scenes: PositiveInt = 1000,
+        test_scenes: PositiveInt = 1000,
+        questions_per_scene: PositiveInt = 4,
         scene: dict | None = None,
         type_weights: dict[str, float] | None = None,
         data_seed: int = 1234,
-        limit: int | None = None,
+        limit: PositiveInt | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -152,9 +153,9 @@ class SyntheticRetrievalDataModule(RetrievalDataModule):
 
     name = "synthetic"
 
-    def __init__(self, train_scenes: int = 6000, val_scenes: int = 1000, test_scenes: int = 1000,
-                 captions_per_image: int = 5, scene: dict | None = None, caption: dict | None = None,
-                 data_seed: int = 1234, limit: int | None = None, **kwargs) -> None:
+    def __init__(self, train_scenes: PositiveInt = 6000, val_scenes: PositiveInt = 1000, test_scenes: PositiveInt = 1000,
+                 captions_per_image: PositiveInt = 5, scene: dict | None = None, caption: dict | None = None,
+                 data_seed: int = 1234, limit: PositiveInt | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         configure_caption_view(self, SceneConfig(**(scene or {})), CaptionConfig(**(caption or {})),
                                scene_counts(train_scenes, val_scenes, test_scenes), captions_per_image, data_seed,

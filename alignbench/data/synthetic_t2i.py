@@ -19,6 +19,7 @@ from .scene_captions import CaptionConfig, build_caption_examples, parse_caption
 from .scenes import COLOUR_NAMES, SHAPES, SceneConfig
 from .synthetic import caption_view, configure_caption_view, render_split, scene_counts
 from .t2i_dataset import T2IDataModule, T2ITensors
+from ..ranges import PositiveInt
 
 # every object described, with its location when it lies in an edge band; no counts or relations
 T2I_CAPTIONS = {"min_mentioned": 5, "max_mentioned": 5, "mention_prob": 1.0, "relation_prob": 0.0,
@@ -49,9 +50,9 @@ class SyntheticT2IDataModule(T2IDataModule):
     name = "synthetic"
     rendered = True
 
-    def __init__(self, train_scenes: int = 4000, val_scenes: int = 500, test_scenes: int = 1000,
-                 captions_per_image: int = 5, scene: dict | None = None, caption: dict | None = None,
-                 data_seed: int = 1234, limit: int | None = None, **kwargs) -> None:
+    def __init__(self, train_scenes: PositiveInt = 4000, val_scenes: PositiveInt = 500, test_scenes: PositiveInt = 1000,
+                 captions_per_image: PositiveInt = 5, scene: dict | None = None, caption: dict | None = None,
+                 data_seed: int = 1234, limit: PositiveInt | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         configure_caption_view(
             self, SceneConfig(**{**T2I_SCENES, **(scene or {})}),

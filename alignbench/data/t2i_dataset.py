@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from .base import SplitDataModule, batch_loader_of
+from ..ranges import PositiveInt
 
 
 @dataclass
@@ -96,7 +97,7 @@ class T2IDataModule(SplitDataModule):
 
     rendered = False
 
-    def __init__(self, batch_size: int = 64, eval_batch_size: int = 250, eval_images: int | None = None,
+    def __init__(self, batch_size: PositiveInt = 64, eval_batch_size: PositiveInt = 250, eval_images: PositiveInt | None = None,
                  seed: int = 0) -> None:
         super().__init__(batch_size, eval_batch_size, seed)
         self.eval_images = eval_images

@@ -31,6 +31,7 @@ from .vqa2_format import RegionFeatureStore, build_answer_vocab, find_vqa2_files
 from .vqa2_regions import count_over
 from .vqa_dataset import VQATensors
 from .vqa_module import VQADataModule
+from ..ranges import PositiveInt
 
 ANSWER_TYPES = ["yes/no", "number", "other"]
 log = logging.getLogger("alignbench")
@@ -68,8 +69,8 @@ class VQA2DataModule(VQADataModule):
 
     name = "vqa2"
 
-    def __init__(self, root: str, train_features: str, test_features: str, max_regions: int = 36,
-                 min_answer_count: int = 9, val_fraction: float = 0.05, limit: int | None = None,
+    def __init__(self, root: str, train_features: str, test_features: str, max_regions: PositiveInt = 36,
+                 min_answer_count: PositiveInt = 9, val_fraction: float = 0.05, limit: PositiveInt | None = None,
                  split_seed: int = 1234, **kwargs) -> None:
         super().__init__(**kwargs)
         self.split_seed = split_seed

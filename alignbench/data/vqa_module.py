@@ -6,6 +6,7 @@ import torch
 
 from .base import SplitDataModule
 from .vqa_dataset import batch_loader
+from ..ranges import PositiveInt
 
 
 class VQADataModule(SplitDataModule):
@@ -18,7 +19,7 @@ class VQADataModule(SplitDataModule):
 
     name = "vqa"
 
-    def __init__(self, batch_size: int = 128, eval_batch_size: int = 512, seed: int = 0) -> None:
+    def __init__(self, batch_size: PositiveInt = 128, eval_batch_size: PositiveInt = 512, seed: int = 0) -> None:
         super().__init__(batch_size, eval_batch_size, seed)
         self.answers: list[str] = []
         self.answer_types: list[str] = []

@@ -15,6 +15,7 @@ from ..metrics.retrieval import recall_at_k
 from .encoders import ConvGridEncoder, RegionEncoder, TextEncoder
 from .examples import region_mass, save_attention_examples
 from .matching import CrossAttentionMatcher, chunked_similarity
+from ..ranges import One, NonNegativeFloat, PositiveFloat, PositiveInt
 
 LR_SCHEDULES = ("cosine", "constant")
 
@@ -86,12 +87,15 @@ class RetrievalModule(pl.LightningModule):
     """
 
     def __init__(self, score: dict[str, Any], vocab_size: int, visual: str = "pixels", visual_dim: int | None = None,
-                 image_size: int | None = None, hidden_dim: int = 128, embed_dim: int = 64,
+                 image_size: int | None = None, hidden_dim: PositiveInt = 128, embed_dim: PositiveInt = 64,
                  channels: tuple[int, ...] = (32, 64), stem: int = 4, scan_treatment: str = "off",
-                 temperature: float = 9.0, aggregation: str = "mean", lse_lambda: float = 6.0, margin: float = 0.2,
-                 warmup_epochs: int = 1, image_chunk: int = 20, caption_chunk: int = 100, lr: float = 2e-4,
-                 lr_schedule: str = "cosine", bidirectional: bool = False, **_: Any) -> None:
+                 temperature: PositiveFloat = 9.0, aggregation: str = "mean", lse_lambda: PositiveFloat = 6.0,
+                 margin: NonNegativeFloat = 0.2, warmup_epochs: int = 1, image_chunk: PositiveInt = 20,
+                 caption_chunk: PositiveInt = 100, lr: PositiveFloat = 2e-4, lr_schedule: str = "cosine",
+                 bidirectional: bool = False, glimpses: One = 1) -> None:
         super().__init__()
+        if glimpses != 1:
+            raise ValueError(f"RetrievalModule: glimpses must be 1 (one map per word for every score), got {glimpses!r}")
         if lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"RetrievalModule: unknown lr_schedule {lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
         self.save_hyperparameters()

@@ -27,6 +27,7 @@ from ..evaluation.t2i import load_evaluators
 from .encoders import TextEncoder
 from .generation import Discriminator, Generator, masked_mean
 from .t2i_eval import judge, merge_parts, save_sample_grid, stage_entropy
+from ..ranges import One, PositiveFloat, PositiveInt
 
 
 log = logging.getLogger("alignbench")
@@ -55,14 +56,17 @@ def matching_loss(logits: torch.Tensor, image_index: torch.Tensor) -> torch.Tens
 class T2IModule(pl.LightningModule):
     """Caption GRU + :class:`Generator` (configured score at each attention stage) + :class:`Discriminator`."""
 
-    def __init__(self, score: dict[str, Any], vocab_size: int, image_size: int, hidden_dim: int = 128,
-                 embed_dim: int = 64, noise_dim: int = 32, g_channels: int = 128, d_channels: int = 32,
-                 attention_at: tuple[int, ...] = (8, 16), lr: float = 1e-3, betas: tuple[float, float] = (0.5, 0.999),
+    def __init__(self, score: dict[str, Any], vocab_size: int, image_size: int, hidden_dim: PositiveInt = 128,
+                 embed_dim: PositiveInt = 64, noise_dim: PositiveInt = 32, g_channels: PositiveInt = 128,
+                 d_channels: PositiveInt = 32, attention_at: tuple[int, ...] = (8, 16), lr: PositiveFloat = 1e-3,
+                 betas: tuple[float, float] = (0.5, 0.999),
                  adv_weight: float = 1.0, match_weight: float = 1.0, pixel_weight: float = 100.0, pixel_loss: str = "mse",
                  pixel_warmup_epochs: int = 3, rendered: bool = False,
                  gamma: float = 10.0, clip: float | None = 1.0,
-                 evaluator_epochs: int = 6, grid_examples: int = 12, **_: Any) -> None:
+                 evaluator_epochs: PositiveInt = 6, grid_examples: int = 12, glimpses: One = 1) -> None:
         super().__init__()
+        if glimpses != 1:
+            raise ValueError(f"T2IModule: glimpses must be 1 (one map per stage for every score), got {glimpses!r}")
         if pixel_loss not in PIXEL_LOSSES:
             raise ValueError(f"T2IModule: pixel_loss must be one of {', '.join(PIXEL_LOSSES)}, got {pixel_loss!r}")
         self.save_hyperparameters()

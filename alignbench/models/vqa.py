@@ -16,6 +16,7 @@ from ..metrics.vqa import VQAAccuracy
 from .encoders import ConvGridEncoder, RegionEncoder, TextEncoder
 from .examples import region_mass, save_attention_examples
 from .fusion import GlimpseFusion
+from ..ranges import DropoutRate, NonNegativeFloat, PositiveFloat, PositiveInt
 
 
 class VQAModule(pl.LightningModule):
@@ -37,15 +38,15 @@ class VQAModule(pl.LightningModule):
         visual: str = "pixels",
         visual_dim: int | None = None,
         image_size: int | None = None,
-        hidden_dim: int = 128,
-        embed_dim: int = 64,
-        glimpses: int = 2,
+        hidden_dim: PositiveInt = 128,
+        embed_dim: PositiveInt = 64,
+        glimpses: PositiveInt = 2,
         channels: tuple[int, ...] = (32, 64),
         stem: int = 4,
         use_image: bool = True,
-        dropout: float = 0.1,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
+        dropout: DropoutRate = 0.1,
+        lr: PositiveFloat = 1e-3,
+        weight_decay: NonNegativeFloat = 0.0,
         attention_examples: int = 8,
     ) -> None:
         super().__init__()

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .base import AlignmentScore, positive_int
+from ..ranges import PositiveInt
 
 
 class AdditiveScore(AlignmentScore):
@@ -17,7 +18,7 @@ class AdditiveScore(AlignmentScore):
 
     normalization = "row"
 
-    def __init__(self, q_dim: int, k_dim: int, hidden_dim: int = 64) -> None:
+    def __init__(self, q_dim: int, k_dim: int, hidden_dim: PositiveInt = 64) -> None:
         super().__init__(q_dim, k_dim)
         self.hidden_dim = positive_int(type(self).__name__, "hidden_dim", hidden_dim)
         self.query_map = nn.Linear(q_dim, hidden_dim, bias=False)

@@ -7,6 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import AlignmentScore, positive_int
+from ..ranges import DropoutRate, PositiveInt
 
 
 class BANScore(AlignmentScore):
@@ -23,7 +24,8 @@ class BANScore(AlignmentScore):
     normalization = "joint"
 
     def __init__(
-        self, q_dim: int, k_dim: int, glimpses: int = 8, rank: int | None = None, dropout: float = 0.0
+        self, q_dim: int, k_dim: int, glimpses: PositiveInt = 8, rank: PositiveInt | None = None,
+        dropout: DropoutRate = 0.0
     ) -> None:
         super().__init__(q_dim, k_dim)
         owner = type(self).__name__

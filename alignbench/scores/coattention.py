@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .base import AlignmentScore, LearnedTemperature, positive_int
+from ..ranges import PositiveFloat, PositiveInt
 
 
 class _Affinity(AlignmentScore):
@@ -51,7 +52,7 @@ class CoAttentionScore(_Affinity):
     bounded-score rule does not apply; ``C`` enters them only through the pooled sums.
     """
 
-    def __init__(self, q_dim: int, k_dim: int, hidden_dim: int = 64) -> None:
+    def __init__(self, q_dim: int, k_dim: int, hidden_dim: PositiveInt = 64) -> None:
         super().__init__(q_dim, k_dim)
         self.hidden_dim = positive_int(type(self).__name__, "hidden_dim", hidden_dim)
         self.query_map = nn.Linear(q_dim, hidden_dim, bias=False)  # W_q
@@ -78,7 +79,7 @@ class CoAttentionMaxPoolScore(_Affinity):
 
     bounded = True
 
-    def __init__(self, q_dim: int, k_dim: int, temperature: float = 9.0) -> None:
+    def __init__(self, q_dim: int, k_dim: int, temperature: PositiveFloat = 9.0) -> None:
         super().__init__(q_dim, k_dim)
         self.temperature = LearnedTemperature(type(self).__name__, temperature)
 

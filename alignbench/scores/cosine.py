@@ -7,6 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import AlignmentScore, LearnedTemperature
+from ..ranges import PositiveFloat
 
 
 class CosineScore(AlignmentScore):
@@ -20,7 +21,7 @@ class CosineScore(AlignmentScore):
     normalization = "row"
     bounded = True
 
-    def __init__(self, q_dim: int, k_dim: int, temperature: float = 9.0, eps: float = 1e-8) -> None:
+    def __init__(self, q_dim: int, k_dim: int, temperature: PositiveFloat = 9.0, eps: PositiveFloat = 1e-8) -> None:
         super().__init__(q_dim, k_dim)
         self.temperature = LearnedTemperature(type(self).__name__, temperature)
         self.eps = eps

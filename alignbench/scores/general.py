@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import AlignmentScore, LearnedTemperature
+from ..ranges import PositiveFloat
 
 ORIENTATIONS = ("qwk", "kwq")
 ACTIVATIONS = {
@@ -77,7 +78,7 @@ class ActivatedGeneralScore(BiasedGeneralScore):
 
     bounded = True
 
-    def __init__(self, q_dim: int, k_dim: int, act: str = "tanh", temperature: float = 9.0) -> None:
+    def __init__(self, q_dim: int, k_dim: int, act: str = "tanh", temperature: PositiveFloat = 9.0) -> None:
         super().__init__(q_dim, k_dim)
         if act not in ACTIVATIONS:
             raise ValueError(
