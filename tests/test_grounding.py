@@ -127,3 +127,63 @@ def test_retrieval_analysis_is_recorded_and_consistent(tmp_path):
     assert curves["metric"] == "t2i_r1" and curves["images"] == 30 and curves["examples"] == 150
     # the gallery is the whole test split: nothing hidden gives the test t2i R@1
     assert curves["attention"][0] == pytest.approx(m["test/t2i_r1"]) == pytest.approx(curves["random"][0])
+
+
+def _iou_loop(a, b):
+    """IoU of two (x1, y1, x2, y2) boxes with plain floats: the independent reference."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _recall_loop(scores, boxes, gts, ks, thr, mask):
+    hits = {k: 0 for k in ks}
+    upper = 0
+    for i in range(len(scores)):
+        regions = [j for j in range(len(scores[i])) if mask[i][j]]
+        ranked = sorted(regions, key=lambda j: (-scores[i][j], j))
+        good = {j for j in regions if any(_iou_loop(boxes[i][j], g) >= thr for g in gts[i])}
+        upper += bool(good)
+        for k in ks:
+            hits[k] += any(j in good for j in ranked[:k])
+    n = len(scores)
+    return {**{f"r{k}": 100 * hits[k] / n for k in ks}, "upper_bound": 100 * upper / n}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_phrase_recall_at_k_matches_an_independent_loop(seed):
+    from alignbench.metrics.grounding import phrase_recall_at_k
+
+    g = torch.Generator().manual_seed(seed)
+    p, r = 40, 12
+    xy = torch.rand(p, r, 2, generator=g) * 80
+    wh = torch.rand(p, r, 2, generator=g) * 40 + 1
+    boxes = torch.cat([xy, xy + wh], -1)
+    gts = []
+    for i in range(p):  # some ground truth near a region, some anywhere
+        n = int(torch.randint(1, 3, (1,), generator=g))
+        near = boxes[i, torch.randint(0, r, (n,), generator=g)] + torch.randn(n, 4, generator=g) * 6
+        gts.append(torch.cat([near[:, :2], torch.maximum(near[:, 2:], near[:, :2] + 1)], -1))
+    scores = torch.randn(p, r, generator=g)
+    mask = torch.rand(p, r, generator=g) > 0.3
+    mask[:, 0] = True
+    got = phrase_recall_at_k(scores, boxes, gts, region_mask=mask)
+    want = _recall_loop(scores.tolist(), boxes.tolist(), [x.tolist() for x in gts], (1, 5, 10), 0.5, mask.tolist())
+    assert got == pytest.approx(want)
+    assert got["r1"] <= got["r5"] <= got["r10"] <= got["upper_bound"]
+
+
+def test_phrase_recall_never_ranks_padding_and_counts_the_threshold_inclusively():
+    from alignbench.metrics.grounding import box_iou, phrase_recall_at_k
+
+    region = torch.tensor([[[0.0, 0, 10, 10], [0, 0, 10, 5], [50, 50, 60, 60]]])
+    gt = [torch.tensor([[0.0, 0, 10, 10]])]
+    assert box_iou(region[0, 1:2], gt[0]).item() == pytest.approx(0.5)  # half the box: IoU exactly 0.5
+    scores = torch.tensor([[0.0, 1.0, 9.0]])  # the padded region scores highest
+    mask = torch.tensor([[True, True, False]])
+    assert phrase_recall_at_k(scores, region, gt, ks=(1,), region_mask=mask) == {"r1": 100.0, "upper_bound": 100.0}
+    assert phrase_recall_at_k(scores, region, gt, ks=(1,))["r1"] == 0.0  # unmasked, the far box comes first
+    with pytest.raises(ValueError, match="phrase 0 has no ground-truth box"):
+        phrase_recall_at_k(scores, region, [torch.zeros(0, 4)])

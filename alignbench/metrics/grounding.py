@@ -99,3 +99,49 @@ def region_cover(masks: torch.Tensor, grid: int) -> torch.Tensor:
     """Fraction of each grid cell's pixels that are ground truth: ``masks [N, H, W]`` →
     ``[N, grid*grid]`` (row-major, as the grid encoder orders its regions)."""
     return F.adaptive_avg_pool2d(masks.float().unsqueeze(1), grid).flatten(1)
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Intersection over union ``[..., A, B]`` of boxes ``a [..., A, 4]`` and ``b [..., B, 4]``
+    as (x1, y1, x2, y2) on continuous coordinates (area ``(x2 - x1)·(y2 - y1)``); 0 where the
+    union is empty."""
+    a, b = a.double(), b.double()
+    lt = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])
+    rb = torch.minimum(a[..., :, None, 2:], b[..., None, :, 2:])
+    inter = (rb - lt).clamp_min(0).prod(-1)
+    area = lambda x: (x[..., 2] - x[..., 0]).clamp_min(0) * (x[..., 3] - x[..., 1]).clamp_min(0)  # noqa: E731
+    union = area(a)[..., :, None] + area(b)[..., None, :] - inter
+    return torch.where(union > 0, inter / union.clamp_min(1e-300), torch.zeros_like(inter))
+
+
+def phrase_recall_at_k(scores: torch.Tensor, region_boxes: torch.Tensor, gt_boxes: list[torch.Tensor],
+                       ks: tuple[int, ...] = (1, 5, 10), iou_threshold: float = 0.5,
+                       region_mask: torch.Tensor | None = None) -> dict[str, float]:
+    """Phrase localisation Recall@K (Flickr30k Entities protocol), in percent.
+
+    ``scores [P, R]`` (higher = better) rank each phrase's regions ``region_boxes [P, R, 4]``
+    (x1, y1, x2, y2); ``gt_boxes`` holds P tensors ``[n_p, 4]`` (n_p ≥ 1); ``region_mask
+    [P, R]`` (bool, True = real region) keeps padding out of every ranking. A phrase is a hit
+    at k when one of its k highest-scoring valid regions has IoU ≥ ``iou_threshold`` with one
+    of its boxes. Returns ``r<k>`` for each k and ``upper_bound``: the phrases with any valid
+    region over the threshold (no ranking can do better).
+    """
+    p, r = scores.shape
+    if p == 0:
+        raise ValueError("phrase_recall_at_k: no phrases")
+    if region_boxes.shape != (p, r, 4) or len(gt_boxes) != p:
+        raise ValueError(f"phrase_recall_at_k: scores {tuple(scores.shape)} need region_boxes [{p}, {r}, 4] and "
+                         f"{p} ground-truth box tensors, got {tuple(region_boxes.shape)} and {len(gt_boxes)}")
+    valid = torch.ones(p, r, dtype=torch.bool) if region_mask is None else region_mask.bool().cpu()
+    order = scores.detach().float().cpu().masked_fill(~valid, float("-inf")).argsort(dim=1, descending=True,
+                                                                                     stable=True)
+    good = torch.zeros(p, r, dtype=torch.bool)
+    for i, boxes in enumerate(gt_boxes):
+        boxes = torch.as_tensor(boxes).reshape(-1, 4)
+        if not len(boxes):
+            raise ValueError(f"phrase_recall_at_k: phrase {i} has no ground-truth box (leave such phrases out)")
+        good[i] = (box_iou(region_boxes[i].cpu(), boxes.cpu()) >= iou_threshold).any(1) & valid[i]
+    ranked = good.gather(1, order) & valid.gather(1, order)  # hits in ranking order, padding never counted
+    out = {f"r{k}": float(ranked[:, :k].any(1).double().mean() * 100) for k in ks}
+    out["upper_bound"] = float(good.any(1).double().mean() * 100)
+    return out
