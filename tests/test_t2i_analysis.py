@@ -17,7 +17,7 @@ from alignbench.data.synthetic import boxes_mask
 from alignbench.data.t2i_dataset import T2ITensors
 from alignbench.data.text import tokenize
 from alignbench.metrics.grounding import deletion_order, keep_masks
-from alignbench.models.t2i import eval_noise_table
+from alignbench.evaluation.t2i import eval_noise_table
 
 
 def test_deletion_order_and_keep_masks_skip_padding():

@@ -61,7 +61,7 @@ from ..metrics.grounding import (DELETION_FRACTIONS, aopc, area_share, deletion_
                                  mass_inside, pointing_chance, pointing_hits, region_cover)
 from ..models.examples import region_mass
 from ..models.generation import masked_mean
-from ..models.t2i import eval_noise_table
+from ..evaluation.t2i import eval_noise_table
 from .t2i_truth import grounding_targets
 
 BATCH = 100  # captions generated at once

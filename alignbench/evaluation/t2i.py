@@ -36,6 +36,15 @@ from ..models.encoders import TextEncoder
 log = logging.getLogger("alignbench")
 CELL = 8  # detector grid cell in pixels
 
+EVAL_NOISE_SEED = 20_181_010
+
+
+def eval_noise_table(n_captions: int, noise_dim: int, stage: str) -> torch.Tensor:
+    """The fixed evaluation noise ``[C, Z]`` of a split's captions: one table, the same for
+    every score, batch size and number of processes."""
+    g = torch.Generator().manual_seed(EVAL_NOISE_SEED + (stage == "test"))
+    return torch.randn(n_captions, noise_dim, generator=g)
+
 
 def _conv_stack(channels: tuple[int, ...]) -> nn.Sequential:
     layers: list[nn.Module] = []

@@ -23,7 +23,7 @@ import torch
 from hydra.utils import instantiate
 from torch.nn import functional as F
 
-from ..evaluation.t2i import load_evaluators
+from ..evaluation.t2i import eval_noise_table, load_evaluators
 from .encoders import TextEncoder
 from .generation import Discriminator, Generator, masked_mean
 from .t2i_eval import judge, merge_parts, save_sample_grid, stage_entropy
@@ -31,17 +31,9 @@ from ..ranges import One, PositiveFloat, PositiveInt
 
 
 log = logging.getLogger("alignbench")
-EVAL_NOISE_SEED = 20_181_010
 # the pixel term: squared error learns small objects fast (a mean image shows them early),
 # L1 (the median) stays on the background where an object's place is uncertain
 PIXEL_LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss}
-
-
-def eval_noise_table(n_captions: int, noise_dim: int, stage: str) -> torch.Tensor:
-    """The fixed evaluation noise ``[C, Z]`` of a split's captions: one table, the same for
-    every score, batch size and number of processes."""
-    g = torch.Generator().manual_seed(EVAL_NOISE_SEED + (stage == "test"))
-    return torch.randn(n_captions, noise_dim, generator=g)
 
 
 def matching_loss(logits: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
