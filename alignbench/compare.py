@@ -123,6 +123,10 @@ def is_done(job: Job) -> bool:
     return completed_record(job.run_dir, job.config_hash) is not None
 
 
+_WORKERS: set[subprocess.Popen] = set()  # the `alignbench train` processes running now
+_LOCK = threading.Lock()
+
+
 def run_job(job: Job, threads: int | None) -> tuple[str, float]:
     """Run one job as an ``alignbench train`` process; returns its status and seconds."""
     if job.run_dir.exists() and resumable_record(job.run_dir, job.config_hash) is None:
@@ -148,10 +152,6 @@ def run_job(job: Job, threads: int | None) -> tuple[str, float]:
     except (OSError, ValueError):
         status = "failed (no record; see stdout.log)"
     return status, time.perf_counter() - t0
-
-
-_WORKERS: set[subprocess.Popen] = set()  # the `alignbench train` processes running now
-_LOCK = threading.Lock()
 
 
 class Interrupted(Exception):

@@ -86,54 +86,48 @@ def _range_problem(value: Any, hint: Any) -> str | None:
     return None
 
 
-def _constructor_hints(cls: Any) -> dict[str, Any]:
-    """Annotated parameters of ``cls``'s constructor and of the constructors it passes
-    ``**kwargs`` on to (its bases'), nearest first."""
+def _constructor_params(cls: Any) -> tuple[dict[str, Any], set[str] | None]:
+    """The annotated parameters of ``cls``'s constructor and of the base constructors it passes
+    ``**kwargs`` on to (nearest first), and the keyword arguments it takes in all (None when
+    ``**kwargs`` reach ``object`` or a callable's own ``**kwargs``: any key goes)."""
     hints: dict[str, Any] = {}
+    names: set[str] = set()
     owners = [c for c in cls.__mro__ if "__init__" in vars(c)] if inspect.isclass(cls) else [cls]
     for owner in owners:
         init = owner.__init__ if inspect.isclass(owner) else owner
         if init is object.__init__:
-            break
+            return hints, None
         try:
             found = typing.get_type_hints(init, include_extras=True)
         except Exception:  # noqa: BLE001 - unresolvable annotations: nothing to check there
             found = {}
         params = inspect.signature(init).parameters
-        for name in params:
+        for name, param in params.items():
             if name in found and name not in hints:
                 hints[name] = found[name]
+            if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY) and name != "self":
+                names.add(name)
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            break
-    return hints
+            return hints, names
+    return hints, None
 
 
-def _constructor_options(cls: Any) -> set[str] | None:
-    """The keyword arguments ``cls``'s constructor takes, or None when it takes any (``**kwargs``
-    that do not reach a base class's named parameters are not followed)."""
-    owners = [c for c in cls.__mro__ if "__init__" in vars(c)] if inspect.isclass(cls) else [cls]
-    names: set[str] = set()
-    for owner in owners:
-        init = owner.__init__ if inspect.isclass(owner) else owner
-        if init is object.__init__:
-            return None
-        params = inspect.signature(init).parameters
-        names |= {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            return names
-    return None
+def _import_target(target: str, prefix: str) -> Any:
+    """The class or callable ``target`` names; :class:`ConfigError` for ``<prefix>._target_`` if
+    it cannot be imported."""
+    try:
+        return _locate(target)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(f"{prefix}._target_: cannot import {target!r} ({type(err).__name__}: {err}); "
+                          "is its package installed or on PYTHONPATH?") from None
 
 
 def check_arguments(target: str, kwargs: dict[str, Any], prefix: str) -> None:
     """Check ``kwargs`` against the annotated parameters of ``target``'s constructor: their
     types, and the ranges they state (:mod:`alignbench.ranges`)."""
-    try:
-        cls = _locate(target)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ConfigError(f"{prefix}._target_: cannot import {target!r} ({err})") from None
-    hints = _constructor_hints(cls)
+    cls = _import_target(target, prefix)
+    hints, options = _constructor_params(cls)
     name = getattr(cls, "__name__", target)
-    options = _constructor_options(cls)
     for key, value in kwargs.items():
         if options is not None and not key.startswith("_") and key not in options:
             raise ConfigError(f"{prefix}.{key} is not an option of {name}; its options: {', '.join(sorted(options))}")
@@ -168,11 +162,7 @@ def check_seed(seed: Any) -> None:
 
 def check_score_target(target: str) -> None:
     """:class:`ConfigError` unless ``target`` (``score._target_``) names an importable class."""
-    try:
-        _locate(target)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ConfigError(f"score._target_: cannot import {target!r} ({type(err).__name__}: {err}); "
-                          "is its package installed or on PYTHONPATH?") from None
+    _import_target(target, "score")
 
 
 def compose_run(overrides: list[str]):
@@ -215,7 +205,6 @@ def check_run(overrides: list[str], build_data: bool = True) -> None:
         resolved = OmegaConf.to_container(cfg, resolve=True)
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(first_line(err)) from None
-    check_score_target(str(resolved["score"].get("_target_", "")))
     check_seed(resolved.get("seed"))
     check_trainer(resolved["trainer"])
     check_arguments(resolved["trainer"]["_target_"], resolved["trainer"], "trainer")

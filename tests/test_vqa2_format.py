@@ -206,18 +206,25 @@ def test_h5_with_image_ids_dataset_and_no_spatial(tmp_path):
     assert_store(open_region_features(write_h5(tmp_path / "val.h5", [25, 42, 9], False, True)), sizes=False)
 
 
-def test_h5_adaptive_boxes(tmp_path):
-    counts = {9: 3, 25: 2, 42: 4}
+def write_adaptive_h5(path, counts, ids_dataset=False):
+    """The adaptive-boxes HDF5 layout: every image's regions stacked, ``pos_boxes`` [start, end) per image."""
     feats, bbs, pos, start = [], [], [], 0
     for image_id in IMAGES:
         f, b = regions(image_id, counts[image_id])
         feats.append(f), bbs.append(b), pos.append([start, start + len(f)])
         start += len(f)
-    path = tmp_path / "train.hdf5"
     with h5py.File(path, "w") as f:
         f.create_dataset("image_features", data=np.concatenate(feats))
         f.create_dataset("image_bb", data=np.concatenate(bbs))
         f.create_dataset("pos_boxes", data=np.array(pos, dtype=np.int32))
+        if ids_dataset:
+            f.create_dataset("image_ids", data=np.array(list(IMAGES), dtype=np.int64))
+    return path
+
+
+def test_h5_adaptive_boxes(tmp_path):
+    counts = {9: 3, 25: 2, 42: 4}
+    path = write_adaptive_h5(tmp_path / "train.hdf5", counts)
     with open(tmp_path / "train_imgid2idx.pkl", "wb") as fh:
         pickle.dump({i: row for row, i in enumerate(IMAGES)}, fh)
     assert_store(open_region_features(path), n_boxes=counts, sizes=False)
@@ -372,18 +379,7 @@ def write_counted(tmp_path, layout):
         path = write_h5(tmp_path / "val3.hdf5", list(IMAGES), ids_dataset=True)
         return path
     if layout == "h5 adaptive":
-        feats, bbs, pos, start = [], [], [], 0
-        for image_id in IMAGES:
-            f, b = regions(image_id, COUNTS[image_id])
-            feats.append(f), bbs.append(b), pos.append([start, start + len(f)])
-            start += len(f)
-        path = tmp_path / "val.hdf5"
-        with h5py.File(path, "w") as f:
-            f.create_dataset("image_features", data=np.concatenate(feats))
-            f.create_dataset("image_bb", data=np.concatenate(bbs))
-            f.create_dataset("pos_boxes", data=np.array(pos, dtype=np.int32))
-            f.create_dataset("image_ids", data=np.array(list(IMAGES), dtype=np.int64))
-        return path
+        return write_adaptive_h5(tmp_path / "val.hdf5", COUNTS, ids_dataset=True)
     if layout.startswith("npz"):
         root = tmp_path / "val2014"
         root.mkdir()
