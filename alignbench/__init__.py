@@ -3,7 +3,7 @@ the interpretability of attention in vision-and-language models?
 
 Public entry points:
 
-- :func:`alignbench.scores.build_score` builds a score function from ``conf/score/``.
+- :func:`alignbench.config.build_score` builds a score function from ``conf/score/``.
 - :func:`alignbench.attention.attend` masks and normalises score logits.
 - :mod:`alignbench.metrics` holds the metrics (VQA accuracy, attention entropy, ...).
 """

@@ -40,9 +40,9 @@ def _describe(group: str, name: str, search_path: list[str]) -> str:
 
 def preflight(overrides: list[str]) -> None:
     """Check the overrides' group choices, then compose the run's config and check its
-    values, before Hydra starts (see :mod:`alignbench.preflight`); a problem is a
+    values, before Hydra starts (see :mod:`alignbench.run.preflight`); a problem is a
     :class:`UsageError`."""
-    from .preflight import ConfigError, check_run, first_of_sweeps, validate_overrides
+    from .run.preflight import ConfigError, check_run, first_of_sweeps, validate_overrides
 
     try:
         validate_overrides(overrides)
@@ -64,7 +64,7 @@ def stop_on_sigterm() -> None:
 def cmd_train(overrides: list[str]) -> int:
     import hydra
 
-    from .train import FAILED_RUNS, INTERRUPTED_RUNS, hydra_entry
+    from .run.train import FAILED_RUNS, INTERRUPTED_RUNS, hydra_entry
 
     preflight(overrides)
     app = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(hydra_entry)
@@ -159,9 +159,9 @@ def cmd_compare(overrides: list[str]) -> int:
 def cmd_evaluate(run_dir: str, overrides: list[str], checkpoint: str, out: str | None) -> int:
     import json
 
-    from .record import write_json_atomic
-    from .assembly import rank_zero
-    from .posthoc import evaluate
+    from .files import write_json_atomic
+    from .run.build import rank_zero
+    from .run.posthoc import evaluate
 
     if not (Path(run_dir) / "run.json").is_file():
         raise UsageError(f"no run record in {run_dir!r} (expected {Path(run_dir) / 'run.json'})")
@@ -180,7 +180,7 @@ def cmd_evaluate(run_dir: str, overrides: list[str], checkpoint: str, out: str |
 
 
 def cmd_analyze(run_dirs: list[str], examples: int | None, costly: int | None) -> int:
-    from .posthoc import analyze
+    from .run.posthoc import analyze
 
     for run_dir in run_dirs:
         if not (Path(run_dir) / "run.json").is_file():

@@ -27,9 +27,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .config import group_options
-from .preflight import ConfigError, check_score_target, compose_run, search_path_of
-from .record import config_hash, read_record
-from .runs import clear_stale, completed_record, resumable_record
+from .run.preflight import ConfigError, check_score_target, compose_run, search_path_of
+from .run.record import config_hash, read_record
+from .run.resume import clear_stale, completed_record, resumable_record
 
 import alignbench.experiments as _experiments  # noqa: E402 - experiments/ ships as alignbench.experiments
 

@@ -3,7 +3,7 @@
 A constructor annotates an argument as ``PositiveInt``, ``PositiveFloat``, ``NonNegativeFloat``
 or ``DropoutRate`` (``typing.Annotated`` with a :class:`Range`); the command line checks every
 configured value against these annotations before anything runs
-(:mod:`alignbench.preflight`), so a bad value exits with one line naming the option, the value
+(:mod:`alignbench.run.preflight`), so a bad value exits with one line naming the option, the value
 and what is valid. Pure Python: any layer may import it.
 """
 

@@ -27,7 +27,7 @@ import time
 import torch
 
 from alignbench.models.matching import CrossAttentionMatcher, chunked_similarity
-from alignbench.scores import build_score
+from alignbench.config import build_score
 
 
 def make_inputs(n_images: int, n_captions: int, regions: int, dim: int, seed: int = 0):

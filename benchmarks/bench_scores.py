@@ -10,7 +10,7 @@ Usage::
     python benchmarks/bench_scores.py --profile          # torch.profiler op table of the BAN block
     PYTHONPATH=tests/user_pkg python benchmarks/bench_scores.py --search-path tests/user_pkg/user_conf
 
-What one timed step is, for every score returned by ``alignbench.scores.list_scores()``
+What one timed step is, for every score returned by ``alignbench.config.list_scores()``
 (so a user-added ``conf/score/<name>.yaml``, or one found via ``--search-path``, is included)::
 
     logits  = score(query, key)                      # [B, H, Lq, Lk]
@@ -97,9 +97,8 @@ from alignbench.scores import (
     DotScore,
     GeneralScore,
     ScaledDotScore,
-    build_score,
-    list_scores,
 )
+from alignbench.config import build_score, list_scores
 
 BLOCK = "ban_block"
 TARGET_PCT = 70.0

@@ -10,7 +10,7 @@ import pytest
 
 from alignbench.cli import main
 from alignbench.compare import compose_experiment, plan
-from alignbench.record import read_record, write_json_atomic
+from alignbench.run.record import read_record, write_json_atomic
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
 TINY = ["preset=smoke", "tasks=[vqa]", "scores=[dot,ban]", "jobs=2"]

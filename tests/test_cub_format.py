@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from alignbench.data.cub_format import (
+from alignbench.data.readers.cub import (
     T2I_SPLITS,
     T2ISplit,
     bbox_crop_box,

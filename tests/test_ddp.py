@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from alignbench.record import read_record
+from alignbench.run.record import read_record
 
 SMALL = {  # the smoke preset's sizes
     "vqa": ["data.limit=256", "data.test_scenes=100", "model.hidden_dim=32", "model.embed_dim=16",

@@ -12,7 +12,7 @@ import torch
 from alignbench.models.fusion import GlimpseFusion
 from alignbench.models.generation import Generator
 from alignbench.models.matching import CrossAttentionMatcher
-from alignbench.scores import build_score, list_scores
+from alignbench.config import build_score, list_scores
 from test_scores import takes_glimpses
 
 SCORES = list_scores()
@@ -105,23 +105,22 @@ def test_no_model_hard_codes_a_normalization_or_branches_on_a_score_class():
         assert "__name__ ==" not in text and "Score\"" not in text, f"{path.name} branches on a class name"
 
 
-def test_deletion_hides_real_regions_only_in_both_orders(monkeypatch):
+def test_deletion_hides_real_regions_only_in_both_orders():
     """Padded region slots (adaptive VQA v2 features): at each fraction the attention order and
-    the random order hide the same number of real regions, never a padded slot."""
-    import alignbench.analysis.vqa as analysis
+    the random order of the shared protocol hide the same number of real regions, never a padded slot."""
+    import alignbench.analysis.protocol as analysis
 
     hidden: list[torch.Tensor] = []
 
-    class Model:
-        def answer(self, batch, regions, mask):
-            hidden.append((base & ~mask).sum(1))
-            return torch.zeros(len(regions), 2)
+    def evaluate(keep, fraction):
+        hidden.append((base & ~keep).sum(1))
+        assert not (keep & ~base).any()  # a padded slot is never "kept" as if it were real
+        return 0.0
 
-    monkeypatch.setattr(analysis, "_accuracy", lambda model, logits, answers: [0.0] * len(logits))
     base = torch.zeros(3, 36, dtype=torch.bool)
     base[0, :20], base[1, :10], base[2, :36] = True, True, True  # 20, 10 and 36 real regions
     mass = torch.rand(3, 36).masked_fill(~base, -1.0)
-    analysis._deletion(Model(), {"answers": [[], [], []]}, torch.zeros(3, 36, 4), base, mass, seed=0)
+    analysis.deletion_curves(analysis.deletion_orders(mass, torch.Generator().manual_seed(0), base), base, evaluate)
     n = len(analysis.DELETION_FRACTIONS)
     attention, random = hidden[:n], hidden[n:]
     for fraction, a, r in zip(analysis.DELETION_FRACTIONS, attention, random):

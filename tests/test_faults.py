@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from alignbench.record import read_record, write_json_atomic
+from alignbench.run.record import read_record, write_json_atomic
 
 EPOCHS = 12
 

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from alignbench.data.flickr30k_entities import (box_iou, caption_region_truth, parse_sentence, read_annotation,
+from alignbench.data.readers.flickr30k_entities import (box_iou, caption_region_truth, parse_sentence, read_annotation,
                                                 read_scan_positions, read_sentences)
 from alignbench.data.scan_precomp import ScanPrecompDataModule
+from alignbench.scores import ScaledDotScore
 
 R, D = 4, 6
 
@@ -441,14 +442,14 @@ def test_analysis_uses_region_truth_directly(tmp_path):
     """R=4 is a square, so the grid path (pixel masks pooled onto 2x2 cells) would also run:
     the chance rates show that the region truth is the cover as it is."""
     from alignbench.analysis import analyze_retrieval
-    from alignbench.models.examples import region_mass
+    from alignbench.metrics.grounding import region_mass
     from alignbench.models.retrieval import RetrievalModule
 
     write_fixture(tmp_path)
     dm = module(tmp_path)
     dm.setup()
     torch.manual_seed(0)
-    model = RetrievalModule({"_target_": "alignbench.scores.ScaledDotScore"}, vocab_size=len(dm.vocab),
+    model = RetrievalModule(ScaledDotScore, vocab_size=len(dm.vocab),
                             visual="regions", visual_dim=D, hidden_dim=8, embed_dim=4)
     result = analyze_retrieval(model, dm, examples=15, costly_examples=2, ig_steps=2)
     m = result["metrics"]
@@ -473,7 +474,7 @@ def test_analysis_uses_region_truth_directly(tmp_path):
 @pytest.mark.parametrize("ids", ["ours", "scan"])
 def test_tiny_run_records_entities_grounding(tmp_path, ids):
     from alignbench.cli import main
-    from alignbench.record import read_record
+    from alignbench.run.record import read_record
 
     extra = []
     if ids == "ours":
@@ -494,7 +495,7 @@ def test_tiny_run_records_entities_grounding(tmp_path, ids):
 
 
 def test_entities_path_does_not_change_the_config_hash():
-    from alignbench.record import config_hash
+    from alignbench.run.record import config_hash
 
     base = {"task": {"name": "retrieval"}, "data": {"name": "scan_precomp", "entities_path": None, "limit": 3}}
     with_entities = {**base, "data": {**base["data"], "entities_path": "/data/flickr30k_entities"}}

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from alignbench.models.fusion import GlimpseFusion
-from alignbench.scores import build_score, list_scores
+from alignbench.config import build_score, list_scores
 from test_scores import takes_glimpses
 
 

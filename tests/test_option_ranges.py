@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alignbench.preflight import ConfigError, check_run
+from alignbench.run.preflight import ConfigError, check_run
 
 BASE = ["task=vqa", "preset=tiny"]
 # option -> (extra overrides, value strategy, is the value valid?) -- an oracle written apart from the code's ranges

@@ -8,7 +8,7 @@ import pytest
 
 from alignbench.cli import main
 from alignbench.config import group_options
-from alignbench.record import read_record
+from alignbench.run.record import read_record
 
 pytestmark = pytest.mark.slow
 SCORES = group_options("score")

@@ -1,6 +1,5 @@
 """Results layer: records → tables → report, from fabricated run records."""
 
-import json
 import math
 import os
 from pathlib import Path
@@ -9,7 +8,7 @@ import pandas as pd
 import pytest
 
 from alignbench.cli import main
-from alignbench.record import write_json_atomic
+from alignbench.run.record import write_json_atomic
 from alignbench.results import aggregate, collect_runs, ranking_table, task_table, write_report
 
 GOLDEN = Path(__file__).parent / "golden" / "report.md"

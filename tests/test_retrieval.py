@@ -8,8 +8,9 @@ from alignbench.cli import main
 from alignbench.config import group_options
 from alignbench.models.matching import CrossAttentionMatcher, chunked_similarity, scan_raw_treatment
 from alignbench.models.retrieval import hardest_negative_hinge
-from alignbench.record import read_record
-from alignbench.scores import build_score
+from alignbench.run.record import read_record
+from alignbench.config import build_score
+from alignbench.scores import DotScore, ScaledDotScore
 from test_scores import takes_glimpses
 from test_scan_format import write_precomp
 
@@ -162,7 +163,7 @@ def test_warmup_epochs_train_on_all_negatives_first():
 
     def module(warmup):
         torch.manual_seed(0)
-        return RetrievalModule({"_target_": "alignbench.scores.ScaledDotScore"}, vocab_size=9, visual="regions",
+        return RetrievalModule(ScaledDotScore, vocab_size=9, visual="regions",
                                visual_dim=8, hidden_dim=8, embed_dim=4, warmup_epochs=warmup)
 
     g = torch.Generator().manual_seed(0)
@@ -182,7 +183,7 @@ def test_unknown_lr_schedule_is_named():
     from alignbench.models.retrieval import RetrievalModule
 
     with pytest.raises(ValueError, match="'linear'.*cosine, constant"):
-        RetrievalModule({"_target_": "alignbench.scores.DotScore"}, vocab_size=5, visual="regions", visual_dim=4,
+        RetrievalModule(DotScore, vocab_size=5, visual="regions", visual_dim=4,
                         lr_schedule="linear")
 
 

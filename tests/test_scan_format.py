@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from alignbench.data.scan_format import (
+from alignbench.data.readers.scan import (
     ScanSplit,
     check_alignment,
     precomp_folder,

@@ -1,4 +1,4 @@
-"""Tests of the caption view of the synthetic scenes (alignbench.data.scene_captions).
+"""Tests of the caption view of the synthetic scenes (alignbench.data.generator.captions).
 
 Captions are re-checked here with a separate keyword reader and plain centre comparisons
 (:func:`reread`), not with the module's own parser, so the two have to agree."""
@@ -14,12 +14,12 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from alignbench.data.scene_captions import (
+from alignbench.data.generator.captions import (
     CAPTION_STREAM, Caption, CaptionConfig, build_caption_examples, caption_ambiguity, caption_ambiguity_counts,
     caption_is_true, ground_caption, parse_caption, scene_captions,
 )
-from alignbench.data.scene_questions import QUESTION_STREAM
-from alignbench.data.scenes import SCENE_STREAM, Scene, SceneObject, generate_scenes
+from alignbench.data.generator.questions import QUESTION_STREAM
+from alignbench.data.generator.scenes import SCENE_STREAM, Scene, SceneObject, generate_scenes
 
 N_SCENES = 2000
 
@@ -102,8 +102,8 @@ def test_deterministic_and_independent_of_other_streams(scenes, examples):
 
 
 def test_captions_do_not_depend_on_hash_seed():
-    code = ("import json; from alignbench.data.scenes import generate_scenes; "
-            "from alignbench.data.scene_captions import build_caption_examples; "
+    code = ("import json; from alignbench.data.generator.scenes import generate_scenes; "
+            "from alignbench.data.generator.captions import build_caption_examples; "
             "print(json.dumps(build_caption_examples(generate_scenes(100, 0), 0)))")
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": h}).stdout for h in ("1", "2")}

@@ -1,5 +1,5 @@
-"""Tests of the synthetic scene model (alignbench.data.scenes) and its VQA view
-(alignbench.data.scene_questions). Answers are re-derived here with a separate
+"""Tests of the synthetic scene model (alignbench.data.generator.scenes) and its VQA view
+(alignbench.data.generator.questions). Answers are re-derived here with a separate
 keyword parser and plain centre comparisons, not with the module's own solver."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from alignbench.data.scene_questions import (
+from alignbench.data.generator.questions import (
     ANSWER_TYPES, AmbiguousQuestionError, Question, answer_prior_accuracy, answer_question,
     build_vqa_examples, vqa_questions,
 )
-from alignbench.data.scenes import (
+from alignbench.data.generator.scenes import (
     COLOUR_NAMES, COLOURS, SHAPES, SIZES, Scene, SceneConfig, SceneObject, generate_scenes, relation,
     render_scenes,
 )
@@ -53,8 +53,8 @@ def test_generation_is_deterministic_by_seed():
 
 
 def test_questions_do_not_depend_on_hash_seed():
-    code = ("import json; from alignbench.data.scenes import generate_scenes; "
-            "from alignbench.data.scene_questions import build_vqa_examples; "
+    code = ("import json; from alignbench.data.generator.scenes import generate_scenes; "
+            "from alignbench.data.generator.questions import build_vqa_examples; "
             "print(json.dumps(build_vqa_examples(generate_scenes(150, 0), 0)))")
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": h}).stdout for h in ("1", "2")}

@@ -5,7 +5,8 @@ import torch
 
 from alignbench.attention import score_attention
 from alignbench.config import CONF_DIR
-from alignbench.scores import NORMALIZATIONS, build_score, list_scores
+from alignbench.config import build_score, list_scores
+from alignbench.scores import NORMALIZATIONS
 
 SCORES = sorted(p.stem for p in (CONF_DIR / "score").glob("*.yaml"))
 B, LQ, LK = 3, 5, 7
@@ -18,7 +19,7 @@ def takes_glimpses(name):
     from hydra.utils import get_class
     from omegaconf import OmegaConf
 
-    from alignbench.scores import score_config_path
+    from alignbench.config import score_config_path
 
     target = OmegaConf.load(score_config_path(name))["_target_"]
     return "glimpses" in inspect.signature(get_class(target).__init__).parameters
@@ -269,7 +270,7 @@ def test_cross_logits_for_a_score_without_stages(user_pkg_on_path):
 def _bounded_initial(name):
     from omegaconf import OmegaConf
 
-    from alignbench.scores import score_config_path
+    from alignbench.config import score_config_path
 
     return OmegaConf.load(score_config_path(name)).get("temperature")
 

@@ -12,7 +12,8 @@ from alignbench.data.synthetic_t2i import SyntheticT2IDataModule, described_obje
 from alignbench.evaluation.t2i import location_cells, object_targets
 from alignbench.models.generation import Generator, masked_mean
 from alignbench.models.t2i import matching_loss
-from alignbench.scores import build_score, list_scores
+from alignbench.config import build_score, list_scores
+from alignbench.scores import ScaledDotScore
 
 
 def small_synthetic(**kw):
@@ -175,7 +176,7 @@ def test_excluded_distractors_cover_every_caption_true_of_the_scene():
 
 
 def test_t2i_tensors_reject_float_images_and_ungrouped_captions():
-    from alignbench.data.t2i_dataset import T2ITensors
+    from alignbench.data.datasets.t2i import T2ITensors
 
     tokens, mask = torch.ones(4, 3, dtype=torch.long), torch.ones(4, 3, dtype=torch.bool)
     images = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
@@ -209,7 +210,7 @@ def test_pixel_warmup_trains_the_generator_alone_then_the_gan(tmp_path, monkeypa
     monkeypatch.setenv("ALIGNBENCH_CACHE", str(tmp_path / "cache"))
     dm = SyntheticT2IDataModule(train_scenes=40, val_scenes=10, test_scenes=10, batch_size=16)
     dm.setup()
-    model = T2IModule({"_target_": "alignbench.scores.ScaledDotScore"}, g_channels=32, evaluator_epochs=1,
+    model = T2IModule(ScaledDotScore, g_channels=32, evaluator_epochs=1,
                       pixel_warmup_epochs=1, **dm.metadata())
     assert model.hparams.rendered
     snapshots = []
@@ -237,7 +238,7 @@ def test_t2i_module_rejects_an_unknown_pixel_loss():
     from alignbench.models.t2i import T2IModule
 
     with pytest.raises(ValueError, match="pixel_loss must be one of mse, l1, got 'huber'"):
-        T2IModule({"_target_": "alignbench.scores.ScaledDotScore"}, vocab_size=10, image_size=16, pixel_loss="huber")
+        T2IModule(ScaledDotScore, vocab_size=10, image_size=16, pixel_loss="huber")
 
 
 def test_synthetic_t2i_view_defaults_to_the_grid_with_full_locations():
@@ -257,7 +258,7 @@ def test_pixel_warmup_longer_than_training_warns(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("ALIGNBENCH_CACHE", str(tmp_path / "cache"))
     dm = SyntheticT2IDataModule(train_scenes=20, val_scenes=10, test_scenes=10, batch_size=16)
     dm.setup()
-    model = T2IModule({"_target_": "alignbench.scores.ScaledDotScore"}, g_channels=16, evaluator_epochs=1,
+    model = T2IModule(ScaledDotScore, g_channels=16, evaluator_epochs=1,
                       **dm.metadata())  # default warm-up: 3 epochs
     with caplog.at_level(logging.WARNING, logger="alignbench"):
         pl.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1, logger=False,

@@ -11,11 +11,11 @@ from torch import nn
 
 from alignbench.analysis.t2i import analyze_t2i, object_grounding, word_mass, word_region_maps
 from alignbench.analysis.t2i_truth import grounding_targets, phrase_object, phrase_words
-from alignbench.data.scene_captions import Phrase
-from alignbench.data.scenes import COLOUR_NAMES, SHAPES
+from alignbench.data.generator.captions import Phrase
+from alignbench.data.generator.scenes import COLOUR_NAMES, SHAPES
 from alignbench.data.synthetic import boxes_mask
-from alignbench.data.t2i_dataset import T2ITensors
-from alignbench.data.text import tokenize
+from alignbench.data.datasets.t2i import T2ITensors
+from alignbench.data.datasets.text import tokenize
 from alignbench.metrics.grounding import deletion_order, keep_masks
 from alignbench.evaluation.t2i import eval_noise_table
 
@@ -190,7 +190,7 @@ def test_t2i_analysis_is_recorded_and_in_range(t2i_run):
     assert curves["costly_examples"] == 8 and record["analysis_seconds"] > 0
     assert curves["attention"][0] == curves["random"][0] and -100 <= curves["attention"][0] <= 100
     # every evaluation caption analysed, every object it describes placed
-    from alignbench.assembly import build_parts
+    from alignbench.run.build import build_parts
 
     datamodule, _ = build_parts(record["config"])
     datamodule.setup("test")
@@ -202,7 +202,7 @@ def test_t2i_analysis_is_recorded_and_in_range(t2i_run):
 
 
 def test_hiding_every_word_changes_the_generation(t2i_run):
-    from alignbench.assembly import build_parts
+    from alignbench.run.build import build_parts
     from alignbench.models.generation import masked_mean
 
     record = json.loads((t2i_run / "run.json").read_text())
@@ -256,7 +256,7 @@ def test_t2i_analysis_without_ground_truth_on_the_cub_layout(tmp_path):
 
 
 def test_report_shows_t2i_interpretability(tmp_path):
-    from alignbench.record import write_json_atomic
+    from alignbench.run.record import write_json_atomic
     from alignbench.results import write_report
 
     for score, gain in (("dot", 2.0), ("ban", 5.0)):
@@ -278,7 +278,7 @@ def test_report_shows_t2i_interpretability(tmp_path):
 
 
 def test_report_shows_t2i_pointing_per_stage(tmp_path):
-    from alignbench.record import write_json_atomic
+    from alignbench.run.record import write_json_atomic
     from alignbench.results import write_report
 
     metrics = {"test/r_precision": 10.0, "test/pointing_acc": 30.0, "test/pointing_chance": 10.0,

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from alignbench.data.vqa2_format import (
+from alignbench.data.readers.vqa2 import (
     RegionFeatureFormatError,
     RegionFeatureStore,
     build_answer_vocab,
@@ -401,7 +401,7 @@ def write_counted(tmp_path, layout):
 
 @pytest.mark.parametrize("layout", ["h5 fixed", "h5 adaptive", "npz", "npz without num_bbox", "tsv"])
 def test_region_counts_without_reading_features(tmp_path, layout):
-    from alignbench.data.vqa2_regions import count_over
+    from alignbench.data.readers.vqa2_regions import count_over
 
     store = open_region_features(write_counted(tmp_path, layout))
     counts = {i: K for i in IMAGES} if layout == "h5 fixed" else COUNTS

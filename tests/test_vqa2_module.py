@@ -9,7 +9,7 @@ import torch
 from alignbench.cli import main
 from alignbench.data.vqa2 import VQA2DataModule
 from alignbench.metrics import vqa_accuracy
-from alignbench.record import read_record
+from alignbench.run.record import read_record
 from test_vqa2_format import COUNTS, IMAGES, QA, regions, write_counted, write_h5, write_vqa_files
 
 

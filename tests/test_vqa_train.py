@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from alignbench.cli import main
-from alignbench.record import read_record
+from alignbench.run.record import read_record
 
 from conftest import USER_CONF, USER_PKG
 
@@ -113,7 +113,7 @@ def test_list_and_help():
 def test_grouped_sampler_covers_every_question_once_with_exact_length():
     import torch
 
-    from alignbench.data.vqa_dataset import ImageGroupedBatchSampler
+    from alignbench.data.datasets.vqa import ImageGroupedBatchSampler
 
     image_index = torch.tensor([3, 0, 0, 1, 3, 3, 2, 1, 0, 2, 2, 2, 4])
     sampler = ImageGroupedBatchSampler(image_index, batch_size=4, seed=0)

@@ -3,7 +3,7 @@ their own image's regions): grounding and faithfulness.
 
 On a gallery of the first ``examples`` test images and all their captions, each
 caption's attention on its own image is reduced to mass per region as for VQA
-(:func:`~alignbench.models.examples.region_mass`). Grounding: pointing game and mass on
+(:func:`~alignbench.metrics.grounding.region_mass`). Grounding: pointing game and mass on
 what the caption mentions, from the data module's ``grounding_masks``: pixel masks
 ``[N, H, W]`` (the synthetic objects' boxes) become each grid cell's covered fraction
 (:func:`~alignbench.metrics.grounding.region_cover`); region-level truth ``[N, R]`` (e.g.
@@ -22,10 +22,9 @@ import time
 
 import torch
 
-from ..metrics.grounding import (DELETION_FRACTIONS, aopc, area_share, deletion_order, keep_masks, kendall_tau,
-                                 mass_inside, pointing_chance, pointing_hits, region_cover)
-from ..models.examples import region_mass
+from ..metrics.grounding import DELETION_FRACTIONS, aopc, kendall_tau, region_cover, region_mass
 from ..models.matching import chunked_similarity
+from .protocol import deletion_curves, deletion_orders, grounding_measures, hide_top
 
 
 def _own_similarity(matcher, words, word_mask, regions, region_mask, chunk: int = 25) -> torch.Tensor:
@@ -96,27 +95,19 @@ def analyze_retrieval(model, datamodule, split: str = "test", examples: int = 20
     cover = grounding_cover(truth, mass.shape[1])
     about = None if cover is None else cover.sum(1) > 0
     if about is not None and about.any():
-        metrics["test/pointing_acc"] = float(pointing_hits(mass[about], cover[about]).mean() * 100)
-        metrics["test/pointing_chance"] = float(pointing_chance(cover[about]).mean() * 100)
-        metrics["test/attn_mass_gt"] = float(mass_inside(mass[about], cover[about]).mean() * 100)
-        metrics["test/attn_mass_chance"] = float(area_share(cover[about]).mean() * 100)
-    generator = torch.Generator().manual_seed(seed)
+        for name, values in grounding_measures(mass[about], cover[about]).items():
+            metrics[f"test/{name}"] = float(values.mean())
     # padded regions come last in both orders and are never counted (see analysis.vqa)
-    orders = {"attention": deletion_order(mass, valid=own_mask),
-              "random": deletion_order(mass, generator, random=True, valid=own_mask)}
-    counts = None if own_mask is None else own_mask.sum(1)
-    curves: dict[str, list[float]] = {}
+    orders = deletion_orders(mass, torch.Generator().manual_seed(seed), own_mask)
+
+    def r1(keep: torch.Tensor, _) -> float:
+        own = _own_similarity(matcher, words, word_mask, own_regions, keep)
+        return float(_t2i_hits(own, others_best).mean() * 100)
+
     with torch.no_grad():
-        for name, order in orders.items():
-            curves[name] = []
-            for fraction in DELETION_FRACTIONS:
-                keep = keep_masks(order, fraction, counts)
-                keep = keep if own_mask is None else keep & own_mask
-                own = _own_similarity(matcher, words, word_mask, own_regions, keep)
-                curves[name].append(float(_t2i_hits(own, others_best).mean() * 100))
+        curves = deletion_curves(orders, own_mask, r1)
         top = sims.argmax(0)
-        keep = torch.ones_like(mass, dtype=torch.bool) if own_mask is None else own_mask.clone()
-        keep[torch.arange(len(keep)), orders["attention"][:, 0]] = False  # the most-attended real region
+        keep = hide_top(orders["attention"], own_mask)  # the most-attended real region hidden
         own = _own_similarity(matcher, words, word_mask, own_regions, keep)
         # the top-1 image changes when the own image was top-1 and now falls below the best other, or vice versa
         was_own = top == caption_image
@@ -152,3 +143,28 @@ def analyze_retrieval(model, datamodule, split: str = "test", examples: int = 20
                                              "images": int(len(regions)),
                                              "costly_examples": k},
             "seconds": time.perf_counter() - start}
+
+
+@torch.no_grad()
+def attention_examples(model, datamodule, k: int = 8, split: str = "test"):
+    """The first ``k`` test captions' attention on their own image, from the first test
+    batch, for the report's side-by-side maps: images, captions, attention mass per region,
+    no predictions, ground-truth masks (None without truth); None without images or vocab."""
+    batch = next(iter(datamodule.test_dataloader()))
+    if "image" not in batch or not hasattr(datamodule, "vocab"):
+        return None
+    k = min(k, len(batch["caption"]))
+    rows = batch["caption_image"][:k] - batch["image_index"][0]  # eval batches hold consecutive images
+    if (rows < 0).any() or (rows >= len(batch["image_index"])).any():
+        return None
+    regions, region_mask = model.encode_images(batch)
+    words, mask = model.text(batch["caption"][:k]), batch["caption_mask"][:k]
+    weights = model.matcher.pair_attention(words, mask, regions[rows],
+                                           None if region_mask is None else region_mask[rows])
+    texts = [" ".join(datamodule.vocab.itos[t] for t in batch["caption"][i][mask[i]].tolist()) for i in range(k)]
+    truth = None
+    if hasattr(datamodule, "grounding_masks"):
+        data = datamodule.splits[split]
+        captions = torch.cat([data.captions_of(int(i)) for i in batch["image_index"]])[:k]
+        truth = datamodule.grounding_masks(split, captions.tolist())
+    return batch["image"][rows], texts, region_mass(weights, model.matcher.normalization, mask), None, truth

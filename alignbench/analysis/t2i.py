@@ -56,12 +56,11 @@ import time
 import torch
 from torch.nn import functional as F
 
-from ..data.text import tokenize
-from ..metrics.grounding import (DELETION_FRACTIONS, aopc, area_share, deletion_order, keep_masks, kendall_tau,
-                                 mass_inside, pointing_chance, pointing_hits, region_cover)
-from ..models.examples import region_mass
+from ..data.datasets.text import tokenize
+from ..evaluation.t2i import eval_noise_table, load_evaluators
+from ..metrics.grounding import DELETION_FRACTIONS, aopc, kendall_tau, region_cover, region_mass
 from ..models.generation import masked_mean
-from ..evaluation.t2i import eval_noise_table
+from .protocol import deletion_curves, deletion_orders, grounding_measures, hide_top
 from .t2i_truth import grounding_targets
 
 BATCH = 100  # captions generated at once
@@ -115,9 +114,7 @@ def object_grounding(where: torch.Tensor,
             covers.append(region_cover(box[None], grid)[0])
     if not dists:
         return {}
-    dist, cover = torch.stack(dists), torch.stack(covers)
-    return {"pointing_acc": pointing_hits(dist, cover) * 100, "pointing_chance": pointing_chance(cover) * 100,
-            "attn_mass_gt": mass_inside(dist, cover) * 100, "attn_mass_chance": area_share(cover) * 100}
+    return grounding_measures(torch.stack(dists), torch.stack(covers))
 
 
 class _Judge:
@@ -207,15 +204,15 @@ def analyze_t2i(model, datamodule, split: str = "test", examples: int = 500, cos
             words, sentence, mask, noise, image, maps = encode(batch, rows)
             mass = word_mass(maps, model.generator.normalization)
             base, top = judge(image, rows)
-            orders = {"attention": deletion_order(mass, valid=mask),
-                      "random": deletion_order(mass, generator, random=True, valid=mask)}
-            for name, order in orders.items():
-                for f, fraction in enumerate(DELETION_FRACTIONS):
-                    keep = keep_masks(order, fraction, mask.sum(1)) & mask
-                    value = base if fraction == 0 else judge(model.generator(sentence, words, keep, noise)[0], rows)[0]
-                    curves[name][f] += float(value.sum())
-            keep = mask.clone()
-            keep[torch.arange(len(rows)), orders["attention"][:, 0]] = False  # the most-attended word hidden
+            orders = deletion_orders(mass, generator, mask)
+
+            def similarity(keep: torch.Tensor, fraction: float) -> float:
+                value = base if fraction == 0 else judge(model.generator(sentence, words, keep, noise)[0], rows)[0]
+                return float(value.sum())
+
+            for name, points in deletion_curves(orders, mask, similarity).items():
+                curves[name] = [a + b for a, b in zip(curves[name], points)]
+            keep = hide_top(orders["attention"], mask)  # the most-attended word hidden
             flipped = judge(model.generator(sentence, words, keep, noise)[0], rows)[1] != top
             values["flip_rate"].append(flipped.float() * 100)
             where = word_region_maps(maps)
@@ -276,4 +273,10 @@ def attention_examples(model, datamodule, k: int = 8, split: str = "test"):
             mass.append(where[i][mask[i]].mean(0))
             truth.append(torch.zeros(data.image_size, data.image_size, dtype=torch.bool))
     truth_masks = torch.stack(truth)
-    return batch["image"], texts, torch.stack(mass), truth_masks if truth_masks.any() else None
+    return batch["image"], texts, torch.stack(mass), None, truth_masks if truth_masks.any() else None
+
+
+def load_model_evaluators(model, datamodule) -> None:
+    """Give a model rebuilt from a checkpoint the data set's offline evaluators (cached)."""
+    if not model.evaluators:
+        model.evaluators = load_evaluators(datamodule, model.hparams.evaluator_epochs)

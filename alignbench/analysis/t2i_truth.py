@@ -12,9 +12,9 @@ from types import SimpleNamespace
 
 import torch
 
-from ..data.scene_captions import SHAPE_WORDS, Phrase, in_location, parse_caption
-from ..data.scenes import COLOUR_NAMES, SHAPES, SceneConfig
-from ..data.text import tokenize
+from ..data.generator.captions import SHAPE_WORDS, Phrase, in_location, parse_caption
+from ..data.generator.scenes import COLOUR_NAMES, SHAPES, SceneConfig
+from ..data.datasets.text import tokenize
 
 NOUNS = {w for ws in SHAPE_WORDS.values() for w in ws}
 NOUNS |= {w + ("es" if w.endswith("x") else "s") for w in NOUNS}  # count phrases: "two boxes"
@@ -55,7 +55,7 @@ def phrase_object(ph: Phrase, colour: list[int], shape: list[int], boxes: torch.
 
 
 def grounding_targets(split, caption_ids: list[int]) -> list[list[tuple[int, int, torch.Tensor]]]:
-    """Per caption of ``split`` (a :class:`~alignbench.data.t2i_dataset.T2ITensors`) the
+    """Per caption of ``split`` (a :class:`~alignbench.data.datasets.t2i.T2ITensors`) the
     ``(colour position, shape position, box mask bool [S, S])`` of each object it
     describes with a colour and a shape and that :func:`phrase_object` places; empty lists
     without object boxes (e.g. CUB)."""

@@ -1,7 +1,7 @@
 """Interpretability of a trained VQA model's attention: grounding and faithfulness.
 
 Every score's map is reduced the same way to attention mass per region
-(:func:`~alignbench.models.examples.region_mass`: each map made a distribution over
+(:func:`~alignbench.metrics.grounding.region_mass`: each map made a distribution over
 (word, region) pairs, summed over words, averaged over glimpses). On the first
 ``examples`` test questions:
 
@@ -26,10 +26,9 @@ import time
 
 import torch
 
-from ..metrics.grounding import (DELETION_FRACTIONS, aopc, area_share, deletion_order, keep_masks, kendall_tau,
-                                 mass_inside, pointing_chance, pointing_hits, region_cover)
+from ..metrics.grounding import DELETION_FRACTIONS, aopc, kendall_tau, region_cover, region_mass
 from ..metrics.vqa import vqa_accuracy
-from ..models.examples import region_mass
+from .protocol import deletion_curves, deletion_orders, grounding_measures, hide_top
 
 
 def _batches(dataset, indices: list[int], size: int):
@@ -43,20 +42,11 @@ def _accuracy(model, logits: torch.Tensor, answers: list[list[str]]) -> list[flo
 
 
 @torch.no_grad()
-def _deletion(model, batch, regions, base_mask, mass, seed: int) -> dict[str, list[float]]:
-    curves: dict[str, list[float]] = {"attention": [], "random": []}
-    generator = torch.Generator().manual_seed(seed)
+def _deletion(model, batch, regions, base_mask, orders) -> dict[str, list[float]]:
     # padded regions (adaptive region features) come last in both orders and are never counted,
     # so each fraction hides that share of every image's real regions in either order
-    orders = {"attention": deletion_order(mass, valid=base_mask),
-              "random": deletion_order(mass, generator, random=True, valid=base_mask)}
-    counts = None if base_mask is None else base_mask.sum(1)
-    for name, order in orders.items():
-        for fraction in DELETION_FRACTIONS:
-            keep = keep_masks(order, fraction, counts)
-            mask = keep if base_mask is None else keep & base_mask
-            curves[name].append(sum(_accuracy(model, model.answer(batch, regions, mask), batch["answers"])))
-    return curves
+    return deletion_curves(orders, base_mask, lambda keep, _: sum(
+        _accuracy(model, model.answer(batch, regions, keep), batch["answers"])))
 
 
 def _importance(model, batch, regions, base_mask, target: torch.Tensor, ig_steps: int):
@@ -121,16 +111,14 @@ def analyze_vqa(model, datamodule, split: str = "test", examples: int = 500, cos
         if truth is not None and grid * grid == mass.shape[1]:
             cover = region_cover(truth, grid)
             about = cover.sum(1) > 0  # questions about at least one object
-            add("pointing_acc", pointing_hits(mass[about], cover[about]) * 100)
-            add("pointing_chance", pointing_chance(cover[about]) * 100)
-            add("attn_mass_gt", mass_inside(mass[about].clamp_min(0), cover[about]) * 100)
-            add("attn_mass_chance", area_share(cover[about]) * 100)
-        for name, values in _deletion(model, batch, regions, base_mask, mass, seed).items():
+            for name, values in grounding_measures(mass[about].clamp_min(0), cover[about]).items():
+                add(name, values)
+        orders = deletion_orders(mass, torch.Generator().manual_seed(seed), base_mask)
+        for name, values in _deletion(model, batch, regions, base_mask, orders).items():
             curves[name] = [a + b for a, b in zip(curves[name], values)]
         with torch.no_grad():
             predicted = logits.argmax(1)
-            mask = torch.ones_like(mass, dtype=torch.bool) if base_mask is None else base_mask.clone()
-            mask[torch.arange(len(mask)), deletion_order(mass, valid=base_mask)[:, 0]] = False  # the top region
+            mask = hide_top(orders["attention"], base_mask)  # the top region hidden
             add("flip_rate", (model.answer(batch, regions, mask).argmax(1) != predicted).float() * 100)
         if costly_left > 0:
             k = min(costly_left, len(chunk))
@@ -154,3 +142,27 @@ def analyze_vqa(model, datamodule, split: str = "test", examples: int = 500, cos
     return {"metrics": metrics, "deletion": {"fractions": list(DELETION_FRACTIONS), **curves,
                                              "examples": n, "costly_examples": costly_examples - costly_left},
             "seconds": time.perf_counter() - start}
+
+
+@torch.no_grad()
+def attention_examples(model, datamodule, split: str = "test"):
+    """The first ``model.hparams.attention_examples`` questions of the first test batch for
+    the report's side-by-side maps: images, questions (with the first answer), attention
+    mass per region, predicted answers and ground-truth masks (None without truth); None
+    for a model without attention or data without images."""
+    batch = next(iter(datamodule.test_dataloader()))
+    if model.fusion is None or "image" not in batch or not hasattr(datamodule, "vocab"):
+        return None
+    logits, weights, _ = model(batch)
+    k = min(model.hparams.attention_examples, len(logits))
+    if k < 1:
+        return None
+    predictions = [model.answers[i] for i in logits.argmax(1).tolist()]
+    itos = datamodule.vocab.itos
+    texts = [" ".join(itos[t] for t in batch["question"][i][batch["question_mask"][i]].tolist())
+             + f" ({batch['answers'][i][0]})" for i in range(k)]
+    mass = region_mass(weights[:k], model.fusion.normalization, batch["question_mask"][:k])
+    truth = None
+    if hasattr(datamodule, "grounding_masks") and "index" in batch:
+        truth = datamodule.grounding_masks(split, batch["index"][:k].tolist())
+    return batch["image"][batch["image_row"][:k]], texts, mass, predictions[:k], truth

@@ -12,6 +12,8 @@ import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
+
+from ..files import write_atomic
 from ..ranges import PositiveInt
 
 
@@ -24,7 +26,9 @@ def _data_code_version() -> str:
     """Hash of the data package's source, so a change to a generator or reader never
     returns data cached by the old code."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    root = Path(__file__).parent
+    for path in sorted(root.rglob("*.py")):  # the subpackages too (generator, readers, datasets)
+        digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -44,10 +48,7 @@ def cached(name: str, key: dict, build: Callable[[], Any]) -> Any:
         except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never trusted
             path.unlink(missing_ok=True)
     value = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(value, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save(value, tmp))
     return value
 
 

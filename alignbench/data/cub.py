@@ -1,7 +1,7 @@
 """Text-to-image data in AttnGAN's layout (CUB-200-2011 birds, COCO) as a data module.
 
 ``<data_path>/{train,test}/filenames.pickle``, ``text/<key>.txt`` and the images folder; see
-:mod:`alignbench.data.cub_format` for the reader and its errors. AttnGAN has no
+:mod:`alignbench.data.readers.cub` for the reader and its errors. AttnGAN has no
 validation split: ``val_fraction`` of the train images (chosen by ``split_seed``, the same
 for every run) are held out for model selection. Images are resized to ``image_size`` and
 cached as tensors. There are no object annotations, so attribute accuracy and the pixel
@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from .base import cached
-from .cub_format import read_t2i_split
-from .t2i_dataset import T2IDataModule, T2ITensors
-from .text import Vocab
+from .readers.cub import read_t2i_split
+from .datasets.t2i import T2IDataModule, T2ITensors
+from .datasets.text import Vocab
 from ..ranges import PositiveInt
 
 

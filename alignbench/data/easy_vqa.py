@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .text import Vocab
-from .vqa_dataset import VQATensors, single_answer_targets
+from .datasets.text import Vocab
+from .datasets.vqa import VQATensors, single_answer_targets
 from .base import cached
 from .vqa_module import VQADataModule
 from ..ranges import PositiveInt

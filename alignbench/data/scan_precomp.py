@@ -2,7 +2,7 @@
 
 ``<data_path>/<data_name>_precomp/{train,dev,test}_ims.npy`` (``[N, 36, 2048]``, read
 memory-mapped) and ``{split}_caps.txt`` (5 consecutive captions per image). ``dev`` is the
-validation split. See :mod:`alignbench.data.scan_format` for the readers and their errors.
+validation split. See :mod:`alignbench.data.readers.scan` for the readers and their errors.
 
 Grounding ground truth from Flickr30k Entities (optional, ``entities_path``: the folder
 holding the official ``Annotations/`` and ``Sentences/``) needs, per split, the Flickr30k
@@ -21,7 +21,7 @@ image id of each feature row and the region boxes, in the precomp folder:
 Caption ``i`` of ``{split}_caps.txt`` is sentence ``i % 5`` of the image of row ``i // 5``;
 its text is checked against that Entities sentence. Region ``r`` is ground truth for a
 caption when its box has IoU >= 0.5 with a box of an entity the caption's phrases mention
-(:mod:`alignbench.data.flickr30k_entities`). The test split's files are required when
+(:mod:`alignbench.data.readers.flickr30k_entities`). The test split's files are required when
 ``entities_path`` is set (checked at construction, read in :meth:`build`); other splits are
 read when :meth:`grounding_masks` asks for them. Neither ``entities_path`` nor
 ``karpathy_json`` enters the config hash (they change the analysis, not the training).
@@ -33,10 +33,10 @@ from pathlib import Path
 
 import torch
 
-from .flickr30k_entities import BOXES_FILE, caption_region_truth, check_ids_source, read_region_boxes, split_image_ids
-from .retrieval_dataset import RetrievalDataModule, RetrievalSplit
-from .scan_format import CAPTIONS_PER_IMAGE, precomp_folder, read_scan_precomp
-from .text import Vocab
+from .readers.flickr30k_entities import BOXES_FILE, caption_region_truth, check_ids_source, read_region_boxes, split_image_ids
+from .datasets.retrieval import RetrievalDataModule, RetrievalSplit
+from .readers.scan import CAPTIONS_PER_IMAGE, precomp_folder, read_scan_precomp
+from .datasets.text import Vocab
 from ..ranges import PositiveInt
 
 SPLITS = {"train": "train", "val": "dev", "test": "test"}
@@ -74,7 +74,7 @@ class ScanPrecompDataModule(RetrievalDataModule):
 
     def _check_entities_files(self) -> None:
         """FileNotFoundError naming the first missing folder or test-split file (the image
-        ids: see :func:`~alignbench.data.flickr30k_entities.check_ids_source`)."""
+        ids: see :func:`~alignbench.data.readers.flickr30k_entities.check_ids_source`)."""
         test = self._file_split("test")
         needed = [(self.entities_path, "the Flickr30k Entities folder"),
                   (self.entities_path / "Annotations", "Flickr30k Entities Annotations/<image_id>.xml"),

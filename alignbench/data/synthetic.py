@@ -11,12 +11,12 @@ from dataclasses import asdict
 
 import torch
 
-from .retrieval_dataset import RetrievalDataModule, RetrievalSplit
-from .scene_captions import CaptionConfig, build_caption_examples
-from .scene_questions import ANSWER_TYPES, build_vqa_examples
-from .scenes import COLOUR_NAMES, SHAPES, SIZES, SceneConfig, generate_scenes, render_scenes
-from .text import Vocab
-from .vqa_dataset import VQATensors, single_answer_targets
+from .datasets.retrieval import RetrievalDataModule, RetrievalSplit
+from .generator.captions import CaptionConfig, build_caption_examples
+from .generator.questions import ANSWER_TYPES, build_vqa_examples
+from .generator.scenes import COLOUR_NAMES, SHAPES, SIZES, SceneConfig, generate_scenes, render_scenes
+from .datasets.text import Vocab
+from .datasets.vqa import VQATensors, single_answer_targets
 from .base import cached
 from .vqa_module import VQADataModule
 from ..ranges import PositiveInt
@@ -46,7 +46,7 @@ def render_split(split: str, counts: dict[str, int], limit: int | None, data_see
 class SyntheticVQADataModule(VQADataModule):
     """Synthetic VQA: ``{train,val,test}_scenes`` scenes with ``questions_per_scene`` each.
 
-    ``scene`` holds :class:`~alignbench.data.scenes.SceneConfig` fields (image size,
+    ``scene`` holds :class:`~alignbench.data.generator.scenes.SceneConfig` fields (image size,
     object counts, noise); ``type_weights`` sets the mix of answer types; ``limit`` caps
     the questions per split (for tiny runs).
     """
@@ -148,7 +148,7 @@ class SyntheticRetrievalDataModule(RetrievalDataModule):
     """Synthetic image-text retrieval: ``captions_per_image`` (5) captions per scene.
 
     Captions mention a subset of the objects, so some other images also fit a caption.
-    ``caption`` holds :class:`~alignbench.data.scene_captions.CaptionConfig` fields.
+    ``caption`` holds :class:`~alignbench.data.generator.captions.CaptionConfig` fields.
     """
 
     name = "synthetic"

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import torch
 
-from .scene_captions import CaptionConfig, build_caption_examples, parse_caption
-from .scenes import COLOUR_NAMES, SHAPES, SceneConfig
+from .generator.captions import CaptionConfig, build_caption_examples, parse_caption
+from .generator.scenes import COLOUR_NAMES, SHAPES, SceneConfig
 from .synthetic import caption_view, configure_caption_view, render_split, scene_counts
-from .t2i_dataset import T2IDataModule, T2ITensors
+from .datasets.t2i import T2IDataModule, T2ITensors
 from ..ranges import PositiveInt
 
 # every object described, with its location when it lies in an edge band; no counts or relations
@@ -43,8 +43,8 @@ def described_objects(text: str) -> list[tuple[int, int, str | None]]:
 class SyntheticT2IDataModule(T2IDataModule):
     """Synthetic text-to-image: ``captions_per_image`` captions per scene.
 
-    ``scene`` holds :class:`~alignbench.data.scenes.SceneConfig` fields, ``caption``
-    :class:`~alignbench.data.scene_captions.CaptionConfig` fields over :data:`T2I_CAPTIONS`.
+    ``scene`` holds :class:`~alignbench.data.generator.scenes.SceneConfig` fields, ``caption``
+    :class:`~alignbench.data.generator.captions.CaptionConfig` fields over :data:`T2I_CAPTIONS`.
     """
 
     name = "synthetic"

@@ -1,8 +1,8 @@
 """VQA v2 in its official layout with bottom-up region features (for users with the data).
 
 Expected under ``root``: the official question/annotation JSON files (see
-:func:`~alignbench.data.vqa2_format.find_vqa2_files`) and region features in one of the
-layouts of :func:`~alignbench.data.vqa2_format.open_region_features` (``.h5`` + imgid2idx
+:func:`~alignbench.data.readers.vqa2.find_vqa2_files`) and region features in one of the
+layouts of :func:`~alignbench.data.readers.vqa2.open_region_features` (``.h5`` + imgid2idx
 pickle, a directory of per-image ``.npz``, or the base64 ``.tsv``), one path per split.
 Splits: ``train`` = train2014 minus ``val_fraction`` of its images (held out for model
 selection, chosen by ``split_seed``), ``test`` = val2014 (the test-dev server split has no
@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from ..metrics.vqa import answer_scores
-from .text import Vocab
-from .vqa2_format import RegionFeatureStore, build_answer_vocab, find_vqa2_files, open_region_features, read_vqa2_split
-from .vqa2_regions import count_over
-from .vqa_dataset import VQATensors
+from .datasets.text import Vocab
+from .readers.vqa2 import RegionFeatureStore, build_answer_vocab, find_vqa2_files, open_region_features, read_vqa2_split
+from .readers.vqa2_regions import count_over
+from .datasets.vqa import VQATensors
 from .vqa_module import VQADataModule
 from ..ranges import PositiveInt
 
@@ -38,7 +38,7 @@ log = logging.getLogger("alignbench")
 
 
 class StoreRegions:
-    """A :class:`~alignbench.data.vqa_dataset.RegionSource` that reads a feature store lazily.
+    """A :class:`~alignbench.data.datasets.vqa.RegionSource` that reads a feature store lazily.
 
     Images with more than ``max_regions`` regions keep the first ``max_regions`` (the data
     module counts them and warns); fewer are zero-padded and masked.

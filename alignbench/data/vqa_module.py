@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .base import SplitDataModule
-from .vqa_dataset import batch_loader
+from .datasets.vqa import batch_loader
 from ..ranges import PositiveInt
 
 

@@ -28,9 +28,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..data.base import cached
-from ..data.scene_captions import EDGE
-from ..data.scenes import COLOUR_NAMES, SHAPES
-from ..data.t2i_dataset import T2IDataModule, T2ITensors
+from ..data.generator.captions import EDGE
+from ..data.generator.scenes import COLOUR_NAMES, SHAPES
+from ..data.datasets.t2i import T2IDataModule, T2ITensors
 from ..models.encoders import TextEncoder
 
 log = logging.getLogger("alignbench")

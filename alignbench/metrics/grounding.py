@@ -1,7 +1,7 @@
 """Is attention where the evidence is? Grounding and faithfulness measures (pure functions).
 
 Inputs are per-example attention mass over R regions, ``mass [N, R]`` (each row sums to
-1; see :func:`alignbench.models.examples.region_mass` for how any map becomes one), and
+1; see :func:`region_mass` for how any map becomes one), and
 for grounding the ground-truth coverage of each region, ``cover [N, R]`` in [0, 1]: the
 fraction of the region's pixels that lie on an object the question or caption mentions.
 """
@@ -11,7 +11,16 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from ..attention import to_joint
+
 DELETION_FRACTIONS = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def region_mass(weights: torch.Tensor, normalization: str, query_mask: torch.Tensor | None) -> torch.Tensor:
+    """Attention mass per region ``[B, Lk]`` from maps ``[B, H, Lq, Lk]``: each map made a
+    distribution over (query, key) pairs (:func:`~alignbench.attention.to_joint`), summed
+    over queries, averaged over maps. The same marginal for every normalisation."""
+    return to_joint(weights.float(), normalization, query_mask).sum(2).mean(1)
 
 
 def pointing_hits(mass: torch.Tensor, cover: torch.Tensor) -> torch.Tensor:

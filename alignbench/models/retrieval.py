@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
-from hydra.utils import instantiate
 from torch import nn
 
 from ..metrics.entropy import map_entropy
 from ..metrics.retrieval import recall_at_k
 from .encoders import ConvGridEncoder, RegionEncoder, TextEncoder
-from .examples import region_mass, save_attention_examples
 from .matching import CrossAttentionMatcher, chunked_similarity
 from ..ranges import One, NonNegativeFloat, PositiveFloat, PositiveInt
+from ..scores import ScoreFactory
 
 LR_SCHEDULES = ("cosine", "constant")
 
@@ -86,7 +84,7 @@ class RetrievalModule(pl.LightningModule):
     the attention entropy.
     """
 
-    def __init__(self, score: dict[str, Any], vocab_size: int, visual: str = "pixels", visual_dim: int | None = None,
+    def __init__(self, score: ScoreFactory, vocab_size: int, visual: str = "pixels", visual_dim: int | None = None,
                  image_size: int | None = None, hidden_dim: PositiveInt = 128, embed_dim: PositiveInt = 64,
                  channels: tuple[int, ...] = (32, 64), stem: int = 4, scan_treatment: str = "off",
                  temperature: PositiveFloat = 9.0, aggregation: str = "mean", lse_lambda: PositiveFloat = 6.0,
@@ -98,7 +96,7 @@ class RetrievalModule(pl.LightningModule):
             raise ValueError(f"RetrievalModule: glimpses must be 1 (one map per word for every score), got {glimpses!r}")
         if lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"RetrievalModule: unknown lr_schedule {lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["score"])  # a factory (the config records the score)
         self.text = TextEncoder(vocab_size, embed_dim, hidden_dim, bidirectional=bidirectional)
         if visual == "pixels":
             self.vision: nn.Module = ConvGridEncoder(image_size, hidden_dim, tuple(channels), stem)
@@ -107,7 +105,7 @@ class RetrievalModule(pl.LightningModule):
         else:
             raise ValueError(f"RetrievalModule: unknown visual {visual!r}; valid: pixels, regions")
         self.matcher = CrossAttentionMatcher(
-            lambda: instantiate(score, q_dim=hidden_dim, k_dim=hidden_dim, _convert_="all"),
+            lambda: score(q_dim=hidden_dim, k_dim=hidden_dim),
             scan_treatment, temperature, aggregation, lse_lambda)
         self._eval: dict[str, list] = {}
 
@@ -169,47 +167,9 @@ class RetrievalModule(pl.LightningModule):
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._collect(batch, "test")
-        if batch_idx == 0 and "image" in batch and self.global_rank == 0:
-            self._save_examples(batch)
-
-    @torch.no_grad()
-    def write_examples(self, datamodule, run_dir) -> None:
-        """Save the attention examples of the first test batch into ``run_dir`` (as a test run does)."""
-        batch = next(iter(datamodule.test_dataloader()))
-        if "image" in batch:
-            self._save_examples(batch, datamodule=datamodule, run_dir=run_dir)
-
-    def _save_examples(self, batch: dict, k: int = 8, datamodule=None, run_dir=None) -> None:
-        """The first test captions' attention on their own image (see :mod:`.examples`)."""
-        datamodule = datamodule or getattr(self.trainer, "datamodule", None)
-        run_dir = run_dir or self.trainer.default_root_dir
-        if not hasattr(datamodule, "vocab"):
-            return
-        k = min(k, len(batch["caption"]))
-        rows = batch["caption_image"][:k] - batch["image_index"][0]  # eval batches hold consecutive images
-        if (rows < 0).any() or (rows >= len(batch["image_index"])).any():
-            return
-        regions, region_mask = self.encode_images(batch)
-        words, mask = self.text(batch["caption"][:k]), batch["caption_mask"][:k]
-        weights = self.matcher.pair_attention(words, mask, regions[rows], None if region_mask is None else region_mask[rows])
-        texts = [" ".join(datamodule.vocab.itos[t] for t in batch["caption"][i][mask[i]].tolist()) for i in range(k)]
-        truth = None
-        if hasattr(datamodule, "grounding_masks"):
-            split = datamodule.splits["test"]
-            captions = torch.cat([split.captions_of(int(i)) for i in batch["image_index"]])[:k]
-            truth = datamodule.grounding_masks("test", captions.tolist())
-        save_attention_examples(run_dir, batch["image"][rows], texts,
-                                region_mass(weights, self.matcher.normalization, mask), None, truth)
 
     def on_test_epoch_end(self) -> None:
         self._evaluate("test")
-
-    def interpret(self, datamodule, **settings) -> dict:
-        """Grounding and faithfulness of the captions' attention on their own images
-        (:func:`alignbench.analysis.analyze_retrieval`)."""
-        from ..analysis import analyze_retrieval
-
-        return analyze_retrieval(self, datamodule, **settings)
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)

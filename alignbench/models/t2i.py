@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 from torch.nn import functional as F
 
 from ..evaluation.t2i import eval_noise_table, load_evaluators
@@ -28,6 +26,7 @@ from .encoders import TextEncoder
 from .generation import Discriminator, Generator, masked_mean
 from .t2i_eval import judge, merge_parts, save_sample_grid, stage_entropy
 from ..ranges import One, PositiveFloat, PositiveInt
+from ..scores import ScoreFactory
 
 
 log = logging.getLogger("alignbench")
@@ -48,7 +47,7 @@ def matching_loss(logits: torch.Tensor, image_index: torch.Tensor) -> torch.Tens
 class T2IModule(pl.LightningModule):
     """Caption GRU + :class:`Generator` (configured score at each attention stage) + :class:`Discriminator`."""
 
-    def __init__(self, score: dict[str, Any], vocab_size: int, image_size: int, hidden_dim: PositiveInt = 128,
+    def __init__(self, score: ScoreFactory, vocab_size: int, image_size: int, hidden_dim: PositiveInt = 128,
                  embed_dim: PositiveInt = 64, noise_dim: PositiveInt = 32, g_channels: PositiveInt = 128,
                  d_channels: PositiveInt = 32, attention_at: tuple[int, ...] = (8, 16), lr: PositiveFloat = 1e-3,
                  betas: tuple[float, float] = (0.5, 0.999),
@@ -61,11 +60,11 @@ class T2IModule(pl.LightningModule):
             raise ValueError(f"T2IModule: glimpses must be 1 (one map per stage for every score), got {glimpses!r}")
         if pixel_loss not in PIXEL_LOSSES:
             raise ValueError(f"T2IModule: pixel_loss must be one of {', '.join(PIXEL_LOSSES)}, got {pixel_loss!r}")
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["score"])  # a factory (the config records the score)
         self.automatic_optimization = False
         self.text = TextEncoder(vocab_size, embed_dim, hidden_dim)
         self.discriminator = Discriminator(hidden_dim, image_size, d_channels)
-        self.generator = Generator(hidden_dim, lambda q, k: instantiate(score, q_dim=q, k_dim=k, _convert_="all"),
+        self.generator = Generator(hidden_dim, lambda q, k: score(q_dim=q, k_dim=k),
                                    image_size, noise_dim, g_channels, tuple(attention_at))
         self.evaluators: dict = {}  # a plain dict: the evaluators are not part of this model
         self._eval: dict[str, list] = {}
@@ -188,33 +187,3 @@ class T2IModule(pl.LightningModule):
         opt_d = torch.optim.Adam(self.discriminator.parameters(), hp.lr, betas=tuple(hp.betas))
         return opt_g, opt_d
 
-    def interpret(self, datamodule, **settings) -> dict:
-        """Grounding and faithfulness of the regions' attention over the caption's words on
-        the test split (:func:`alignbench.analysis.analyze_t2i`); loads the data set's
-        evaluators when this model has none yet (a model rebuilt from a checkpoint)."""
-        from ..analysis import analyze_t2i
-
-        if not self.evaluators:
-            self.evaluators = load_evaluators(datamodule, self.hparams.evaluator_epochs)
-        return analyze_t2i(self, datamodule, **settings)
-
-    @torch.no_grad()
-    def write_examples(self, datamodule, run_dir, k: int = 8) -> None:
-        """Save the attention examples of the first ``k`` test captions into ``run_dir``
-        (:func:`alignbench.analysis.t2i.attention_examples`), in eval mode."""
-        from ..analysis.t2i import attention_examples
-        from .examples import save_attention_examples
-
-        training = self.training
-        self.eval()
-        try:
-            images, texts, mass, truth = attention_examples(self, datamodule, k)
-        finally:
-            self.train(training)
-        save_attention_examples(run_dir, images, texts, mass, None, truth)
-
-    def on_test_end(self) -> None:
-        """After testing, the attention examples beside the record (as VQA and retrieval runs do)."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if self.trainer.is_global_zero and hasattr(datamodule, "splits"):
-            self.write_examples(datamodule, self.trainer.default_root_dir)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import textwrap
 from collections import defaultdict
 from itertools import permutations
@@ -14,9 +13,10 @@ import torch
 import torch.distributed as dist
 from PIL import Image, ImageDraw
 
-from ..data.scene_captions import in_location
-from ..data.t2i_dataset import T2ITensors
+from ..data.generator.captions import in_location
+from ..data.datasets.t2i import T2ITensors
 from ..evaluation.t2i import location_cells
+from ..files import write_atomic
 from ..metrics.entropy import map_entropy
 from ..metrics.generation import attribute_accuracy, frechet_distance, r_precision
 
@@ -151,10 +151,7 @@ def save_sample_grid(parts: list[dict], split: T2ITensors, path: Path, examples:
         draw.multiline_text((4, y), text, fill="black", spacing=2)
         canvas.paste(tile(split.images[split.caption_image[j]].float() / 255), (text_w, y))
         canvas.paste(tile(img), (text_w + size + 8, y))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}.png")
-    canvas.save(tmp)
-    os.replace(tmp, path)
+    write_atomic(path, canvas.save)
 
 
 __all__ = ["judge", "save_sample_grid", "stage_entropy"]

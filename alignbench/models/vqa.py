@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 from torch import nn
 from torch.nn import functional as F
 from torchmetrics import MeanMetric
@@ -14,16 +12,16 @@ from torchmetrics import MeanMetric
 from ..metrics.entropy import map_entropy
 from ..metrics.vqa import VQAAccuracy
 from .encoders import ConvGridEncoder, RegionEncoder, TextEncoder
-from .examples import region_mass, save_attention_examples
 from .fusion import GlimpseFusion
 from ..ranges import DropoutRate, NonNegativeFloat, PositiveFloat, PositiveInt
+from ..scores import ScoreFactory
 
 
 class VQAModule(pl.LightningModule):
     """Question GRU + visual encoder + glimpse fusion (configured score) + classifier.
 
-    ``score`` is a score config (``{"_target_": ..., **hparams}``); one module per glimpse
-    is built from it with ``q_dim = k_dim = hidden_dim``. With ``use_image=False`` the
+    ``score`` is a score factory (a score class, or the partial Hydra builds from
+    ``conf/score/``); one module per glimpse is built from it with ``q_dim = k_dim = hidden_dim``. With ``use_image=False`` the
     model never sees the image (question-only baseline). Trained with soft-target BCE
     (scaled by the number of answers, as in BAN). Logs ``train/loss``, ``{val,test}/vqa_acc``
     (+ per answer type) and attention entropy per glimpse, all in percent.
@@ -31,7 +29,7 @@ class VQAModule(pl.LightningModule):
 
     def __init__(
         self,
-        score: dict[str, Any],
+        score: ScoreFactory,
         vocab_size: int,
         answers: list[str],
         answer_types: list[str],
@@ -50,7 +48,7 @@ class VQAModule(pl.LightningModule):
         attention_examples: int = 8,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["score"])  # a factory (the config records the score)
         self.answers = list(answers)
         self.text = TextEncoder(vocab_size, embed_dim, hidden_dim, dropout=dropout)
         if visual == "pixels":
@@ -68,7 +66,7 @@ class VQAModule(pl.LightningModule):
         )
         # built last: see GlimpseFusion (shared parts initialised before the score)
         self.fusion = (
-            GlimpseFusion(lambda: instantiate(score, q_dim=hidden_dim, k_dim=hidden_dim, _convert_="all"),
+            GlimpseFusion(lambda: score(q_dim=hidden_dim, k_dim=hidden_dim),
                           hidden_dim, glimpses)
             if use_image else None
         )
@@ -124,44 +122,14 @@ class VQAModule(pl.LightningModule):
         self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=logits.shape[0])
         return loss
 
-    def _eval_step(self, batch: dict, stage: str, batch_idx: int = -1) -> None:
+    def _eval_step(self, batch: dict, stage: str) -> None:
         logits, weights, v_mask = self(batch)
         predictions = [self.answers[i] for i in logits.argmax(1).tolist()]
-        if stage == "test" and batch_idx == 0 and weights is not None and "image" in batch:
-            self._save_examples(batch, weights, predictions)
         self.metrics[stage].update(predictions, batch["answers"], batch["answer_type"])
         if weights is not None:
             ent = map_entropy(weights, self.fusion.normalization, v_mask, batch["question_mask"])  # [B, G]
             for g, metric in enumerate(self.entropy[stage]):
                 metric.update(ent[:, g])
-
-    def _save_examples(self, batch: dict, weights: torch.Tensor, predictions: list[str], datamodule=None,
-                       run_dir=None) -> None:
-        """The first test questions' attention over the image grid (see :mod:`.examples`)."""
-        k = min(self.hparams.attention_examples, len(predictions))
-        datamodule = datamodule or getattr(self.trainer, "datamodule", None)
-        run_dir = run_dir or self.trainer.default_root_dir
-        if k < 1 or self.global_rank != 0 or not hasattr(datamodule, "vocab"):
-            return
-        itos = datamodule.vocab.itos
-        texts = []
-        for i in range(k):
-            tokens = batch["question"][i][batch["question_mask"][i]].tolist()
-            texts.append(" ".join(itos[t] for t in tokens) + f" ({batch['answers'][i][0]})")
-        mass = region_mass(weights[:k], self.fusion.normalization, batch["question_mask"][:k])
-        truth = None
-        if hasattr(datamodule, "grounding_masks") and "index" in batch:
-            truth = datamodule.grounding_masks("test", batch["index"][:k].tolist())
-        save_attention_examples(run_dir, batch["image"][batch["image_row"][:k]], texts, mass, predictions[:k], truth)
-
-    @torch.no_grad()
-    def write_examples(self, datamodule, run_dir) -> None:
-        """Save the attention examples of the first test batch into ``run_dir`` (as a test run does)."""
-        batch = next(iter(datamodule.test_dataloader()))
-        if self.fusion is None or "image" not in batch:
-            return
-        logits, weights, _ = self(batch)
-        self._save_examples(batch, weights, [self.answers[i] for i in logits.argmax(1).tolist()], datamodule, run_dir)
 
     def _eval_epoch_end(self, stage: str) -> None:
         values = {f"{stage}/{k}": v for k, v in self.metrics[stage].compute().items()}
@@ -181,17 +149,10 @@ class VQAModule(pl.LightningModule):
         self._eval_epoch_end("val")
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "test", batch_idx)
+        self._eval_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
-
-    def interpret(self, datamodule, **settings) -> dict:
-        """Grounding and faithfulness of this model's attention on the test split
-        (:func:`alignbench.analysis.analyze_vqa`)."""
-        from ..analysis import analyze_vqa
-
-        return analyze_vqa(self, datamodule, **settings)
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..record import RECORD_NAME
+from ..files import RECORD_NAME
 
 ID_COLUMNS = ("task", "data", "score", "seed")
 INFO_COLUMNS = ("baseline", "params", "score_params", "train_seconds", "wall_seconds", "analysis_seconds",

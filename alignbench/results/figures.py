@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..record import ATTENTION_FILE
+from ..files import ATTENTION_FILE
 from .collect import RunSet
 from .tables import primary_metric, task_metrics
 

@@ -172,3 +172,8 @@ def cross_logits(score: nn.Module, query: torch.Tensor, key: torch.Tensor) -> to
     k = key.unsqueeze(1).expand(nk, nq, *key.shape[1:]).reshape(nk * nq, *key.shape[1:])
     logits = score(q, k)
     return logits.view(nk, nq, *logits.shape[1:])
+
+
+# What the task models take: anything called as ``score(q_dim=..., k_dim=...)`` that returns a
+# score (a score class, or the partial Hydra builds from a ``conf/score/`` entry).
+ScoreFactory = Callable[..., AlignmentScore]

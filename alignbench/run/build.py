@@ -47,18 +47,11 @@ def trainer_config(trainer: dict, model: pl.LightningModule) -> dict:
     return out
 
 
-def interpretation(model, datamodule, settings: dict, seed: int) -> tuple[dict, dict]:
-    """Run the model's interpretability analysis (on the CPU): its test metrics, and the
-    record fields ``analysis`` (deletion curves, examples used) and ``analysis_seconds``."""
-    result = model.cpu().interpret(datamodule, seed=seed, **settings)
-    return result["metrics"], {"analysis": result["deletion"], "analysis_seconds": result["seconds"]}
-
-
 def build_parts(resolved: dict) -> tuple[pl.LightningDataModule, pl.LightningModule]:
     """The data module and task model of a resolved run config (seeded by its ``seed``)."""
     pl.seed_everything(int(resolved["seed"]), workers=True, verbose=False)
     datamodule = instantiate(data_config(resolved["data"], resolved["task"]["name"]), seed=int(resolved["seed"]),
                              _convert_="all")
-    model = instantiate(resolved["model"], score=resolved["score"], **datamodule.metadata(),
-                        _convert_="all", _recursive_=False)
+    score = instantiate(resolved["score"], _partial_=True, _convert_="all")  # the models take a score factory
+    model = instantiate(resolved["model"], score=score, **datamodule.metadata(), _convert_="all", _recursive_=False)
     return datamodule, model

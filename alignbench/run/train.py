@@ -14,10 +14,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from .assembly import build_parts, interpretation, rank_zero, trainer_config
-from .config import run_label
+from ..config import run_label
+from ..analysis.callback import InterpretabilityCallback
+from .build import build_parts, rank_zero, trainer_config
 from .record import RECORD_NAME, config_hash, library_versions, read_record, recorded_config, write_json_atomic
-from .runs import clear_stale, completed_record, find_completed, find_resumable, resumable_record
+from .resume import clear_stale, completed_record, find_completed, find_resumable, resumable_record
 
 log = logging.getLogger("alignbench")
 FAILED_RUNS: list[str] = []  # run dirs of failed runs in this process (a sweep goes on past them)
@@ -121,16 +122,15 @@ def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> di
             dirpath=run_dir / "checkpoints", monitor=cfg.task.monitor, mode="max", save_last=True, filename="best"
         )
         trainer_cfg = trainer_config(resolved["trainer"], model)
-        trainer = instantiate(trainer_cfg, default_root_dir=str(run_dir), callbacks=[history, checkpoint],
+        settings = dict(resolved.get("analysis") or {})
+        analysis = InterpretabilityCallback(cfg.task.name, run_dir, settings if settings.pop("enabled", False) else None,
+                                            seed=int(cfg.seed))
+        trainer = instantiate(trainer_cfg, default_root_dir=str(run_dir), callbacks=[history, checkpoint, analysis],
                               logger=pl.loggers.CSVLogger(str(run_dir), name="logs", version=""))
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
         results = trainer.test(model, datamodule=datamodule, ckpt_path="best", verbose=False)
-        record["metrics"] = {k: float(v) for k, v in results[0].items()}
-        settings = dict(resolved.get("analysis") or {})
-        if settings.pop("enabled", False) and hasattr(model, "interpret") and writer:
-            metrics, fields = interpretation(model, datamodule, settings, seed=int(cfg.seed))
-            record["metrics"].update(metrics)
-            record.update(fields)
+        record["metrics"] = {**{k: float(v) for k, v in results[0].items()}, **analysis.metrics}
+        record.update(analysis.fields)
         record["status"] = "completed"
         n_train = record["data_sizes"]["train"] * trainer.current_epoch
         record["train_examples_per_second"] = n_train / history.train_seconds if history.train_seconds else None
@@ -167,7 +167,7 @@ def hydra_entry(cfg: DictConfig) -> float | None:
 
     In a sweep (``-m``) with ``skip_completed`` on, a job whose config already has a
     completed record in the sweep folder or under ``output_root`` is skipped, so a re-run
-    sweep resumes (the rule of :func:`alignbench.runs.completed_record`, shared with
+    sweep resumes (the rule of :func:`alignbench.run.resume.completed_record`, shared with
     ``alignbench compare``).
     """
     from hydra.types import RunMode

@@ -8,7 +8,8 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from .assembly import build_parts, interpretation, trainer_config
+from ..analysis.callback import analyse, task_analyses
+from .build import build_parts, trainer_config
 from .record import RECORD_NAME, read_record, write_json_atomic
 
 
@@ -50,9 +51,9 @@ def analyze(run_dir: str | Path, examples: int | None = None, costly_examples: i
         raise FileNotFoundError(f"{ckpt}: no such checkpoint (valid: best, last)")
     resolved = record["config"]
     datamodule, model = build_parts(resolved)
-    if not hasattr(model, "interpret"):
+    if record["task"] not in task_analyses():
         raise ValueError(f"{run_dir}: the {record['task']!r} task has no interpretability analysis yet "
-                         "(valid: vqa, retrieval, t2i)")
+                         f"(valid: {', '.join(task_analyses())})")
     model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"])
     datamodule.setup("test")
     settings = {k: v for k, v in (resolved.get("analysis") or {"examples": 500, "costly_examples": 64,
@@ -61,9 +62,8 @@ def analyze(run_dir: str | Path, examples: int | None = None, costly_examples: i
         settings["examples"] = examples
     if costly_examples is not None:
         settings["costly_examples"] = costly_examples
-    metrics, fields = interpretation(model, datamodule, settings, seed=int(resolved["seed"]))
-    if hasattr(model, "write_examples"):  # the attention examples too, with the current code's ground truth
-        model.write_examples(datamodule, run_dir)
+    # the attention examples too, with the current code's ground truth
+    metrics, fields = analyse(model, datamodule, record["task"], run_dir, settings, seed=int(resolved["seed"]))
     record["metrics"] = {**record["metrics"], **metrics}
     record.update(fields)
     write_json_atomic(run_dir / RECORD_NAME, record)

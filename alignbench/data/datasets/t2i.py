@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from .base import SplitDataModule, batch_loader_of
-from ..ranges import PositiveInt
+from ..base import SplitDataModule, batch_loader_of
+from ...ranges import PositiveInt
 
 
 @dataclass
@@ -27,7 +27,7 @@ class T2ITensors:
     """One split. ``objects`` (optional, synthetic scenes): ``centre [N_img, K, 2]`` and ``boxes [N_img, K, 4]`` (x0, y0, x1, y1) in
     pixels, ``colour``/``shape [N_img, K]`` (index, -1 = no object). ``described``
     (optional): per caption a list of ``(colour, shape, location)`` with a colour and
-    shape index and a location key of :data:`~alignbench.data.scene_captions.LOC_WORDS`
+    shape index and a location key of :data:`~alignbench.data.generator.captions.LOC_WORDS`
     or None."""
 
     captions: torch.Tensor

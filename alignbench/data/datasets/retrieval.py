@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from .base import SplitDataModule, batch_loader_of
-from ..ranges import PositiveInt
+from ..base import SplitDataModule, batch_loader_of
+from ...ranges import PositiveInt
 
 
 @dataclass

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .text import read_utf8
+from ..datasets.text import read_utf8
 
 PathLike = str | os.PathLike
 T2I_SPLITS = ("train", "test")

@@ -9,7 +9,7 @@ showing ...", "... on a dark background"). Truth is checked on the re-parsed tex
 * a singular phrase ("a"/"an") holds when some object matches it; "the" needs exactly one;
 * a count phrase ("two green shapes") holds when exactly that many objects match;
 * a relation holds when some matching pair of distinct objects is in it: the directional ones
-  by :func:`~alignbench.data.scenes.relation` (clear-cut only), "next to" by :func:`near`;
+  by :func:`~alignbench.data.generator.scenes.relation` (clear-cut only), "next to" by :func:`near`;
 * a location holds when the centre lies in that band of the image (:func:`in_location`).
 
 In its own scene each singular phrase also picks out exactly one object, so the objects a
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alignbench.data.scenes import COLOUR_NAMES, Scene, SceneObject, matching, relation
+from alignbench.data.generator.scenes import COLOUR_NAMES, Scene, SceneObject, matching, relation
 
 CAPTION_STREAM = 0xCA97  # seed tag, distinct from the scene and question streams
 NEAR, NEAR_FACTOR = "next to", 1.5  # "next to": centre distance <= 1.5 mean widths

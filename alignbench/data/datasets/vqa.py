@@ -23,7 +23,7 @@ from typing import Iterator, Protocol
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
 
-from .base import batch_loader_of
+from ..base import batch_loader_of
 
 
 class RegionSource(Protocol):

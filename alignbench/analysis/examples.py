@@ -6,21 +6,12 @@ order does not depend on the score), so their maps can be compared picture by pi
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..attention import to_joint
-from ..record import ATTENTION_FILE
-
-
-def region_mass(weights: torch.Tensor, normalization: str, query_mask: torch.Tensor | None) -> torch.Tensor:
-    """Attention mass per region ``[B, Lk]`` from maps ``[B, H, Lq, Lk]``: each map made a
-    distribution over (query, key) pairs (:func:`~alignbench.attention.to_joint`), summed
-    over queries, averaged over maps. The same marginal for every normalisation."""
-    return to_joint(weights.float(), normalization, query_mask).sum(2).mean(1)
+from ..files import ATTENTION_FILE, write_atomic
 
 
 def save_attention_examples(run_dir: str | Path, images: torch.Tensor, texts: list[str], mass: torch.Tensor,
@@ -41,8 +32,4 @@ def save_attention_examples(run_dir: str | Path, images: torch.Tensor, texts: li
         arrays["prediction"] = np.array(predictions, dtype=str)
     if truth is not None:  # bool [K, H, W]: what each example is about
         arrays["truth"] = truth.detach().cpu().numpy().astype(bool)
-    path = Path(run_dir) / ATTENTION_FILE
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(Path(run_dir) / ATTENTION_FILE, lambda tmp: np.savez_compressed(tmp, **arrays))

@@ -1,7 +1,7 @@
 """Synthetic scenes: the shared scene model behind alignbench's built-in data.
 
 A :class:`Scene` is a small set of coloured shapes on a grey background. The same scenes
-feed every task view: VQA questions (:mod:`alignbench.data.scene_questions`), captions for
+feed every task view: VQA questions (:mod:`alignbench.data.generator.questions`), captions for
 image-text retrieval and captions for text-to-image. This module therefore knows nothing
 about questions or captions: it samples scenes, renders them and answers geometric facts
 about them (which objects match a description, how two objects are placed).

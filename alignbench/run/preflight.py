@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from importlib import import_module
 from typing import Any
 
-from .config import CONF_DIR, GROUPS, group_options
-from .ranges import SEED, Range
+from ..config import CONF_DIR, GROUPS, group_options
+from ..ranges import SEED, Range
 
 
 class ConfigError(ValueError):
@@ -198,7 +198,7 @@ def check_run(overrides: list[str], build_data: bool = True) -> None:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from .assembly import data_config
+    from .build import data_config
 
     try:
         cfg = compose_run(overrides)

@@ -5,7 +5,7 @@ Pure numpy / plain Python; nothing here builds tensors or batches.
 - :func:`find_vqa2_files`, :func:`read_vqa2_split`: the official question and
   annotation JSON files, one example dict per question.
 - region features (:func:`open_region_features` and friends) live in
-  :mod:`alignbench.data.vqa2_regions` and are re-exported here.
+  :mod:`alignbench.data.readers.vqa2_regions` and are re-exported here.
 - :func:`build_answer_vocab`: the answer vocabulary of a training split.
 """
 
@@ -120,7 +120,7 @@ def build_answer_vocab(examples: Iterable[Mapping[str, Any]], min_count: int = 9
     the official metric processes them), once per question. Answers with count >=
     ``min_count`` are returned, most frequent first, ties in alphabetical order.
     """
-    from ..metrics.vqa import answer_scores
+    from ...metrics.vqa import answer_scores
 
     if min_count < 1:
         raise ValueError(f"build_answer_vocab: min_count must be >= 1, got {min_count}")

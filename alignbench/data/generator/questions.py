@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alignbench.data.scenes import (
+from alignbench.data.generator.scenes import (
     COLOUR_NAMES, OPPOSITE, RELATIONS, SHAPES, SIZES, Scene, matching, possible_relations, relation,
 )
 

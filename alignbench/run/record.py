@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import os
 import platform
 from pathlib import Path
 from typing import Any
 
-RECORD_NAME = "run.json"
-# saved beside run.json by the task models: the first test examples' attention (see alignbench.models.examples)
-ATTENTION_FILE = "attention_examples.npz"
+from ..files import RECORD_NAME, write_json_atomic
+
+__all__ = ["RECORD_NAME", "config_hash", "library_versions", "read_record", "recorded_config", "write_json_atomic"]
+
 # keys that change how a run is shown, not what it computes
 HASH_EXCLUDE = {("trainer", "enable_progress_bar"), ("trainer", "enable_model_summary"), ("output_root",),
                 ("skip_completed",), ("analysis",),
@@ -52,36 +51,6 @@ def config_hash(config: dict) -> str:
     """SHA-256 (first 16 hex digits) of the resolved config, without display-only keys."""
     text = json.dumps(_strip(config), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` via a temporary file and ``os.replace``.
-
-    A crash mid-write leaves the previous file intact.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(_jsonable(data), fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def read_record(run_dir: str | Path) -> dict:

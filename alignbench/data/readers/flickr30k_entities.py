@@ -42,8 +42,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .scan_format import load_karpathy_json
-from .text import read_utf8, tokenize
+from .scan import load_karpathy_json
+from ..datasets.text import read_utf8, tokenize
 
 PathLike = str | os.PathLike
 NON_VISUAL = "0"
@@ -392,7 +392,7 @@ def caption_region_truth(entities_path: PathLike, image_ids: Sequence[str], capt
 
     Caption ``c`` is sentence ``c % captions_per_image`` of image ``image_ids[c //
     captions_per_image]``, whose boxes are ``region_boxes [N, R, 4]``. Its text must equal
-    that Entities sentence after tokenising (:func:`alignbench.data.text.tokenize`: lower
+    that Entities sentence after tokenising (:func:`alignbench.data.datasets.text.tokenize`: lower
     case, ``.,?!`` dropped); otherwise ValueError (``ids_file`` is likely in the wrong order).
     """
     folder = Path(entities_path)
