@@ -109,7 +109,8 @@ def cmd_report(dirs: list[str], out: str) -> int:
 def cmd_compare(overrides: list[str]) -> int:
     from hydra.errors import HydraException
 
-    from .compare import EXPERIMENTS_DIR, Interrupted, compose_experiment, plan, run_comparison
+    from .compare import Interrupted, compare_presets, compose_experiment, plan, run_comparison
+    from .run.preflight import ConfigError, check_config, search_path_of, validate_overrides
 
     train_extra: list[str] = []
     if "--" in overrides:  # everything after -- goes to every run's `alignbench train`
@@ -119,11 +120,11 @@ def cmd_compare(overrides: list[str]) -> int:
     searchpath = [o for o in overrides if o.startswith("hydra.searchpath=")]
     overrides = [o for o in overrides if o not in searchpath]
     train_extra = searchpath + train_extra
-    presets = sorted(p.stem for p in (EXPERIMENTS_DIR / "preset").glob("*.yaml"))
+    presets = compare_presets(search_path_of(searchpath))
     known = {"tasks", "scores", "seeds", "first_seed", "out", "jobs", "train", "preset", "baselines"}
     for item in overrides:
         key, sep, value = item.partition("=")
-        if not sep or key.lstrip("+~") not in known and not key.startswith("preset."):
+        if not sep or key.lstrip("+~") not in known:
             raise UsageError(f"compare: cannot use {item!r}; give KEY=VALUE with KEY one of: "
                              f"{', '.join(sorted(known))} (or hydra.searchpath=[file://DIR])")
         if key == "preset" and value not in presets:
@@ -132,9 +133,13 @@ def cmd_compare(overrides: list[str]) -> int:
         cfg = compose_experiment(overrides)
         if train_extra:
             cfg.train = list(cfg.train) + train_extra
-        jobs = plan(cfg)
+        jobs = plan(cfg)  # composes every job's training config once
         for task in dict.fromkeys(j.task for j in jobs):  # one check per task: its runs differ in score and seed
-            preflight(next(j for j in jobs if j.task == task).overrides)
+            first = next(j for j in jobs if j.task == task)
+            validate_overrides(first.overrides)
+            check_config(first.config)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
     except HydraException as err:
         raise UsageError(f"compare: {str(err).splitlines()[0]}") from None
     except ValueError as err:

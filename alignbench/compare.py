@@ -1,8 +1,9 @@
 """``alignbench compare``: the default comparison experiment, then its report.
 
-The experiment is a Hydra config in ``experiments/`` (``compare.yaml`` and its
-``preset/`` group): which tasks, which scores, how many seeds, and per task the training
-overrides that size the runs. Every (task, score, seed) job is an ordinary
+The experiment is a Hydra config, ``experiments/compare.yaml``: which tasks, which scores,
+how many seeds, and the ``preset`` that sizes the runs: the training presets
+``conf/preset/compare/<preset>/<task>.yaml`` (so ``alignbench train
+preset=compare/default/vqa score=ban seed=0`` reproduces one job). Every (task, score, seed) job is an ordinary
 ``alignbench train`` run in its own fixed folder ``<out>/runs/<task>/<score>/seed<n>``;
 a job whose ``run.json`` is ``completed`` with the same ``config_hash`` is skipped and one
 that was stopped mid-training resumes from its last checkpoint, so an interrupted
@@ -21,13 +22,13 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from .config import group_options
-from .run.preflight import ConfigError, check_score_target, compose_run, search_path_of
+from .run.preflight import ConfigError, check_score_target, compose_run, first_line, search_path_of
 from .run.record import config_hash, read_record
 from .run.resume import clear_stale, completed_record, resumable_record
 
@@ -44,6 +45,7 @@ class Job:
     overrides: list[str]
     run_dir: Path
     config_hash: str = ""  # of the composed training config (filled by :func:`plan`)
+    config: DictConfig | None = field(default=None, repr=False)  # that config, composed once by :func:`plan`
 
     @property
     def label(self) -> str:
@@ -80,11 +82,14 @@ def plan(cfg: DictConfig) -> list[Job]:
     valid_scores = group_options("score", search_path)
     tasks = list(cfg.tasks)
     scores = valid_scores if list(cfg.scores) == ["all"] else list(cfg.scores)
+    preset = str(cfg.preset)
+    sized = [o.split("/")[2] for o in group_options("preset", search_path) if o.startswith(f"compare/{preset}/")]
     for task in tasks:
         if task not in valid_tasks:
             raise ValueError(f"unknown task {task!r}; valid choices: {', '.join(valid_tasks)}")
-        if task not in cfg.preset.runs:
-            raise ValueError(f"preset {cfg.preset.name!r} has no settings for task {task!r}")
+        if task not in sized:
+            raise ValueError(f"preset {preset!r} has no settings for task {task!r} "
+                             f"(conf/preset/compare/{preset}/{task}.yaml)")
     for score in scores:
         if "." in score:
             try:
@@ -111,11 +116,22 @@ def plan(cfg: DictConfig) -> list[Job]:
         rows += [(name, list(extra)) for name, extra in (cfg.get("baselines") or {}).get(task, {}).items()]
         for name, selected in rows:
             for seed in seeds:
-                overrides = [f"task={task}", *selected, f"seed={seed}", *cfg.preset.runs[task], *cfg.train]
-                resolved = OmegaConf.to_container(compose_run(overrides), resolve=True)
+                overrides = [f"task={task}", f"preset=compare/{preset}/{task}", *selected, f"seed={seed}",
+                             *cfg.train]
+                try:
+                    composed = compose_run(overrides)
+                    resolved = OmegaConf.to_container(composed, resolve=True)
+                except Exception as err:  # noqa: BLE001 - a bad override: one line naming it
+                    raise ValueError(first_line(err)) from None
                 jobs.append(Job(task, name, seed, overrides, out / "runs" / task / name / f"seed{seed}",
-                                config_hash(resolved)))
+                                config_hash(resolved), composed))
     return jobs
+
+
+def compare_presets(search_path: list[str] | None = None) -> list[str]:
+    """The comparison presets: the folders of ``conf/preset/compare/``."""
+    return sorted({o.split("/")[1] for o in group_options("preset", search_path) if o.startswith("compare/")
+                   and o.count("/") == 2})
 
 
 def is_done(job: Job) -> bool:

@@ -16,9 +16,10 @@ GROUPS = ("task", "data", "score", "trainer", "preset")
 
 
 def group_options(group: str, search_path: list[str | Path] | None = None) -> list[str]:
-    """Config names available in ``group`` (built-in plus extra search dirs), sorted."""
+    """Config names available in ``group`` (built-in plus extra search dirs), sorted; a config
+    in a subfolder is named by its path (``preset=compare/default/vqa``)."""
     dirs = [Path(p) / group for p in (search_path or [])] + [CONF_DIR / group]
-    return sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml")})
+    return sorted({p.relative_to(d).with_suffix("").as_posix() for d in dirs if d.is_dir() for p in d.rglob("*.yaml")})
 
 
 def score_label(choice: str | None, target: str) -> str:

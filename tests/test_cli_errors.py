@@ -18,6 +18,9 @@ CASES = [
     (["task=t2i", "data=cub_format", "data.data_path=/no/such/dir"], "/no/such/dir"),
     (["task=t2i", "data=easy_vqa"], "data 'easy_vqa' has no 't2i' view; it supports: vqa"),
     (["-m", "score=dot,cosine", "model.hidden_dim=x,2"], "model.hidden_dim='x' is not valid: VQAModule expects int"),
+    # the analysis runs after training: its settings are checked before, against the task's analysis
+    (["task=retrieval", "analysis.examples=many"], "analysis.examples='many' is not valid: analyze_retrieval expects int"),
+    (["+analysis.batch=8", "task=t2i"], "analysis.batch is not an option of analyze_t2i"),
 ]
 
 

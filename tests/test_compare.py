@@ -73,11 +73,25 @@ def test_plan_covers_tasks_scores_seeds():
     scores = list(cfg.scores)
     assert {"uniform", "coattention", "coattention_maxpool"} <= set(scores)  # the control in every comparison
     assert len(jobs) == 3 * len(scores) * 3 + 3 and {j.seed for j in jobs} == {5, 6, 7}
-    assert jobs[0].overrides[:3] == ["task=vqa", "score=dot", "seed=5"]
+    assert jobs[0].overrides[:4] == ["task=vqa", "preset=compare/default/vqa", "score=dot", "seed=5"]
     baseline = [j for j in jobs if j.score == "question_only"]  # VQA's question-only model, 3 seeds
     assert len(baseline) == 3 and all(j.task == "vqa" and "model.use_image=false" in j.overrides for j in baseline)
     assert len({j.run_dir for j in jobs}) == len(jobs)  # no two jobs share a folder
     assert not [j for j in plan(compose_experiment(["baselines=null"])) if j.score == "question_only"]
+
+
+def test_a_compare_job_is_one_train_command():
+    """`alignbench train preset=compare/<preset>/<task> score=... seed=...` composes exactly the
+    config a comparison job runs (the same config hash), so any job can be reproduced alone."""
+    from omegaconf import OmegaConf
+
+    from alignbench.run.preflight import compose_run
+    from alignbench.run.record import config_hash
+
+    for job in plan(compose_experiment(["preset=smoke", "tasks=[vqa,t2i]", "scores=[ban]", "baselines=null"])):
+        alone = compose_run([f"preset=compare/smoke/{job.task}", "score=ban", f"seed={job.seed}"])
+        assert config_hash(OmegaConf.to_container(alone, resolve=True)) == job.config_hash, job.label
+        assert alone.task.name == job.task and alone.trainer.max_epochs == 1
 
 
 @pytest.mark.parametrize("override, message", [

@@ -32,8 +32,22 @@ def test_frechet_distance_matches_symmetric_square_root():
 
 
 def test_frechet_distance_rejects_a_single_sample():
-    with pytest.raises(ValueError, match="feats_b"):
+    with pytest.raises(ValueError, match="fake must hold N>=2"):
         frechet_distance(torch.randn(5, 3), torch.randn(1, 3))
+
+
+def test_frechet_distance_with_a_feature_network_equals_it_on_the_features():
+    """Images through a feature network in chunks give the distance of the features themselves."""
+    g = torch.Generator().manual_seed(3)
+    real, fake = torch.rand(40, 3, 4, 4, generator=g), torch.rand(30, 3, 4, 4, generator=g) * 0.8
+    weight = torch.randn(48, 6, generator=g)
+
+    def extract(x):
+        return torch.tanh(x.flatten(1) @ weight)
+
+    on_images = frechet_distance(real, fake, extract, chunk=7)
+    assert on_images == pytest.approx(frechet_distance(extract(real), extract(fake)), rel=1e-9)
+    assert on_images > 0
 
 
 def test_r_precision_counts_top1_and_ties_as_misses():

@@ -66,6 +66,22 @@ def test_kendall_tau_matches_its_definition_with_ties():
     assert torch.isnan(kendall_tau(x, torch.ones(1, 6))).all()  # constant importance: undefined
 
 
+def test_kendall_tau_matches_scipy_tau_b():
+    """The reference implementation: scipy.stats.kendalltau (variant b, the default), on ties,
+    continuous values and attention-like rows with a few equal masses."""
+    from scipy import stats  # a dev dependency: the test always runs in CI
+    g = torch.Generator().manual_seed(11)
+    cases = [torch.randint(0, 4, (30, 12), generator=g).double(), torch.rand(30, 12, generator=g).double(),
+             torch.softmax(torch.randn(30, 36, generator=g), 1).round(decimals=2).double()]
+    for a in cases:
+        b = a + torch.randn(a.shape, generator=g).double() * 0.1 * (a.max() - a.min())
+        b[:, :3] = b[:, :1]  # ties on the other side too
+        got = kendall_tau(a, b)
+        for row in range(len(a)):
+            want = stats.kendalltau(a[row].numpy(), b[row].numpy(), variant="b").statistic
+            assert got[row].item() == pytest.approx(want, abs=1e-12)
+
+
 def test_region_cover_of_boxes():
     mask = boxes_mask(torch.tensor([[0.0, 0.0, 8.0, 8.0], [12.0, 12.0, 16.0, 14.0]]), 16)
     assert int(mask.sum()) == 64 + 8

@@ -67,7 +67,7 @@ def _encode(model, datamodule, split: str, images: int):
 
 
 def analyze_retrieval(model, datamodule, split: str = "test", examples: int = 200, costly_examples: int = 32,
-                      ig_steps: int = 16, seed: int = 0, **_) -> dict:
+                      ig_steps: int = 16, seed: int = 0) -> dict:
     """The interpretability measures of a :class:`RetrievalModule` on ``split`` (see the
     module docstring); the gallery is the first images whose captions number about
     ``examples``."""

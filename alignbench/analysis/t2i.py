@@ -171,7 +171,7 @@ def _by_length(data, ids: torch.Tensor, rows: list[int], size: int):
 
 
 def analyze_t2i(model, datamodule, split: str = "test", examples: int = 500, costly_examples: int = 64,
-                ig_steps: int = 16, seed: int = 0, batch_size: int = BATCH, **_) -> dict:
+                ig_steps: int = 16, seed: int = 0, batch_size: int = BATCH) -> dict:
     """The interpretability measures of a :class:`~alignbench.models.t2i.T2IModule` on
     ``split`` (see the module docstring); ``model.evaluators`` must be loaded.
 

@@ -2,7 +2,8 @@
 
 * :func:`r_precision` (AttnGAN): each generated image ranks its own caption among
   ``candidates - 1`` captions of other images with a matching evaluator; the top-1 rate.
-* :func:`frechet_distance`: Fréchet distance between two feature sets (Gaussian fits).
+* :func:`frechet_distance`: Fréchet distance between two feature sets (Gaussian fits), by
+  torchmetrics' ``FrechetInceptionDistance`` with the given feature network.
   On evaluator features this is *not* comparable with published Inception FID.
 * :func:`attribute_accuracy`: a semantic-object-accuracy style check of a grid detector's
   reading of the generated images against the objects a caption describes.
@@ -13,8 +14,12 @@ hand-made cases and the evaluators live in :mod:`alignbench.evaluation`.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
+from torch import nn
 from torch.nn import functional as F
+from torchmetrics.image.fid import FrechetInceptionDistance
 
 __all__ = ["r_precision", "frechet_distance", "attribute_accuracy"]
 
@@ -60,22 +65,36 @@ def r_precision(image_feats: torch.Tensor, caption_feats: torch.Tensor, caption_
     return 100.0 * hits / n
 
 
-def frechet_distance(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
-    """``‖μa − μb‖² + tr(Σa) + tr(Σb) − 2 tr((Σa Σb)^½)`` of Gaussians fitted to ``[N, d]`` features.
+class _GivenFeatures(nn.Module):
+    """The feature extractor of :func:`frechet_distance`: ``extract`` applied in chunks."""
 
-    Computed in float64; ``tr((Σa Σb)^½)`` is the sum of the square roots of the
-    eigenvalues of ``Σa Σb`` (real and non-negative for covariance matrices; rounding
-    noise below zero is clipped).
+    def __init__(self, extract: Callable[[torch.Tensor], torch.Tensor], num_features: int, chunk: int) -> None:
+        super().__init__()
+        self.extract, self.num_features, self.chunk = extract, num_features, chunk
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.extract(part) for part in x.split(self.chunk)]).double()
+
+
+def frechet_distance(real: torch.Tensor, fake: torch.Tensor,
+                     extract: Callable[[torch.Tensor], torch.Tensor] | None = None, chunk: int = 500) -> float:
+    """``‖μr − μf‖² + tr(Σr) + tr(Σf) − 2 tr((Σr Σf)^½)`` of Gaussians fitted to the features
+    ``extract(x) [N, d]`` of ``real`` and ``fake`` (``extract=None``: the inputs are the
+    features), by torchmetrics' :class:`~torchmetrics.image.fid.FrechetInceptionDistance`
+    with ``extract`` as its feature network (float64 statistics, states that sum across
+    processes). Rounding noise below zero is clipped.
     """
-    for name, x in (("feats_a", feats_a), ("feats_b", feats_b)):
-        if x.dim() != 2 or x.shape[0] < 2:
-            raise ValueError(f"frechet_distance: {name} must be [N>=2, d], got {tuple(x.shape)}")
-    a, b = feats_a.double(), feats_b.double()
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(b.shape[1], -1)
-    eig = torch.linalg.eigvals(cov_a @ cov_b).real.clamp_min(0)
-    value = (mu_a - mu_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * eig.sqrt().sum()
-    return float(value.clamp_min(0))
+    for name, x in (("real", real), ("fake", fake)):
+        if x.shape[0] < 2 or (extract is None and x.dim() != 2):
+            raise ValueError(f"frechet_distance: {name} must hold N>=2 examples{'' if extract else ' as [N, d]'}, "
+                             f"got {tuple(x.shape)}")
+    extract = extract or (lambda x: x)
+    with torch.no_grad():
+        dim = int(extract(real[:1]).shape[-1])
+        fid = FrechetInceptionDistance(feature=_GivenFeatures(extract, dim, chunk), reset_real_features=False)
+        fid.update(real, real=True)
+        fid.update(fake, real=False)
+        return float(fid.compute().double().clamp_min(0))
 
 
 def attribute_accuracy(objectness: torch.Tensor, colour_logits: torch.Tensor, shape_logits: torch.Tensor,

@@ -124,8 +124,7 @@ def judge(parts: list[dict], split: T2ITensors, evaluators: dict, real_ceiling: 
         values.update({f"real_{k}": v for k, v in _read(real, split, caption_index, evaluators, caption_feats,
                                                                   excluded).items()})
     if with_fid:
-        feats = [torch.cat([matcher.image_features(x) for x in t.split(500)]) for t in (real, fake)]
-        values["fid_feat"] = frechet_distance(*feats)
+        values["fid_feat"] = frechet_distance(real, fake, matcher.image_features, chunk=500)
     return values
 
 

@@ -5,27 +5,13 @@ from __future__ import annotations
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 
-DATA_KEYS = ("name", "tasks", "views")
+DATA_KEYS = ("name", "tasks")  # what the config says about a data set, not arguments of its data module
 
 
-def _overlay(base: dict, top: dict) -> dict:
-    """``base`` with every non-null value of ``top``; nested dicts are overlaid key by key."""
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict):
-            out[key] = _overlay(out[key] if isinstance(out.get(key), dict) else {}, value)
-        elif value is not None:
-            out[key] = value
-    return out
-
-
-def data_config(data: dict, task: str) -> dict:
-    """The data-module config of ``task``: the task's view, overridden by the non-null
-    shared keys (nested ones too: ``data.scene.max_objects=3`` changes every view)."""
-    shared = {k: v for k, v in data.items() if k not in DATA_KEYS}
-    if "views" not in data:
-        return shared
-    return _overlay(data["views"][task], shared)
+def data_config(data: dict) -> dict:
+    """The data-module config: the composed ``data`` node (with the task's view, see
+    ``conf/data_view/``) without the keys that describe the data set."""
+    return {k: v for k, v in data.items() if k not in DATA_KEYS}
 
 
 def rank_zero() -> bool:
@@ -50,7 +36,7 @@ def trainer_config(trainer: dict, model: pl.LightningModule) -> dict:
 def build_parts(resolved: dict) -> tuple[pl.LightningDataModule, pl.LightningModule]:
     """The data module and task model of a resolved run config (seeded by its ``seed``)."""
     pl.seed_everything(int(resolved["seed"]), workers=True, verbose=False)
-    datamodule = instantiate(data_config(resolved["data"], resolved["task"]["name"]), seed=int(resolved["seed"]),
+    datamodule = instantiate(data_config(resolved["data"]), seed=int(resolved["seed"]),
                              _convert_="all")
     score = instantiate(resolved["score"], _partial_=True, _convert_="all")  # the models take a score factory
     model = instantiate(resolved["model"], score=score, **datamodule.metadata(), _convert_="all", _recursive_=False)

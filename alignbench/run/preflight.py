@@ -141,6 +141,18 @@ def check_arguments(target: str, kwargs: dict[str, Any], prefix: str) -> None:
             raise ConfigError(f"{prefix}.{key} must be {problem}, got {value!r}")
 
 
+def check_analysis(task: str, analysis: dict[str, Any]) -> None:
+    """The ``analysis`` settings against the parameters of the task's analysis (checked before
+    training, so a bad key never fails a run after it has trained)."""
+    from ..analysis import TASK_ANALYSES
+
+    hooks = TASK_ANALYSES.get(task)
+    if hooks is None:
+        return
+    settings = {k: v for k, v in analysis.items() if k != "enabled"}
+    check_arguments(f"{hooks.measure.__module__}.{hooks.measure.__name__}", settings, "analysis")
+
+
 def check_trainer(trainer: dict[str, Any]) -> None:
     """Values Lightning's Trainer would take but that train nothing (or run forever): a run
     must train at least one epoch on at least one batch."""
@@ -192,7 +204,22 @@ def first_line(err: BaseException) -> str:
 
 
 def check_run(overrides: list[str], build_data: bool = True) -> None:
-    """Raise :class:`ConfigError` for the first problem of ``alignbench train overrides``."""
+    """Raise :class:`ConfigError` for the first problem of ``alignbench train overrides``
+    (composed once, then :func:`check_config`)."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        cfg = compose_run(overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(first_line(err)) from None
+    check_config(cfg, build_data)
+
+
+def check_config(cfg, build_data: bool = True) -> None:
+    """Raise :class:`ConfigError` for the first problem of a composed training config: ranges
+    and types of every constructor's arguments, keys a constructor does not take, and (with
+    ``build_data``) whether its data module can be built."""
     from hydra.errors import HydraException
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
@@ -201,7 +228,6 @@ def check_run(overrides: list[str], build_data: bool = True) -> None:
     from .build import data_config
 
     try:
-        cfg = compose_run(overrides)
         resolved = OmegaConf.to_container(cfg, resolve=True)
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(first_line(err)) from None
@@ -218,8 +244,9 @@ def check_run(overrides: list[str], build_data: bool = True) -> None:
     if cfg.task.name not in cfg.data.tasks:
         raise ConfigError(f"data {cfg.data.name!r} has no {cfg.task.name!r} view; it supports: "
                           f"{', '.join(cfg.data.tasks)}")
-    data_cfg = data_config(resolved["data"], cfg.task.name)
+    data_cfg = data_config(resolved["data"])
     check_arguments(data_cfg["_target_"], data_cfg, "data")
+    check_analysis(cfg.task.name, resolved.get("analysis") or {})
     if build_data:
         try:
             instantiate(data_cfg, seed=int(cfg.seed), _convert_="all")
