@@ -9,7 +9,7 @@ from PIL import Image
 
 from alignbench.data.cub import CubDataModule
 from alignbench.data.synthetic_t2i import SyntheticT2IDataModule, described_objects
-from alignbench.evaluation.t2i import location_cells, object_targets
+from alignbench.models.t2i_evaluators import location_cells, object_targets
 from alignbench.models.generation import Generator, masked_mean
 from alignbench.models.t2i import matching_loss
 from alignbench.config import build_score, list_scores

@@ -17,7 +17,7 @@ from alignbench.data.synthetic import boxes_mask
 from alignbench.data.datasets.t2i import T2ITensors
 from alignbench.data.datasets.text import tokenize
 from alignbench.metrics.grounding import deletion_order, keep_masks
-from alignbench.evaluation.t2i import eval_noise_table
+from alignbench.models.t2i_evaluators import eval_noise_table
 
 
 def test_deletion_order_and_keep_masks_skip_padding():

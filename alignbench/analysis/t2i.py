@@ -57,7 +57,7 @@ import torch
 from torch.nn import functional as F
 
 from ..data.datasets.text import tokenize
-from ..evaluation.t2i import eval_noise_table, load_evaluators
+from ..models.t2i_evaluators import eval_noise_table, load_evaluators
 from ..metrics.grounding import DELETION_FRACTIONS, aopc, kendall_tau, region_cover, region_mass
 from ..models.generation import masked_mean
 from .protocol import deletion_curves, deletion_orders, grounding_measures, hide_top

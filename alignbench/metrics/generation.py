@@ -9,7 +9,7 @@
   reading of the generated images against the objects a caption describes.
 
 Pure torch; features and detector outputs are inputs, so the functions are tested on
-hand-made cases and the evaluators live in :mod:`alignbench.evaluation`.
+hand-made cases and the evaluators live in :mod:`alignbench.models.t2i_evaluators`.
 """
 
 from __future__ import annotations

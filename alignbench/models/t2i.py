@@ -9,7 +9,7 @@ synthetic scenes, not photographs). On rendered data the first ``pixel_warmup_ep
 train the generator on the pixel term alone (no discriminator step), and the adversarial
 and matching terms join afterwards. Validation and test generate one image
 per evaluation caption with fixed noise and judge it with the data set's offline
-evaluators (:mod:`alignbench.evaluation.t2i`).
+evaluators (:mod:`alignbench.models.t2i_evaluators`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytorch_lightning as pl
 import torch
 from torch.nn import functional as F
 
-from ..evaluation.t2i import eval_noise_table, load_evaluators
+from .t2i_evaluators import eval_noise_table, load_evaluators
 from .encoders import TextEncoder
 from .generation import Discriminator, Generator, masked_mean
 from .t2i_eval import judge, merge_parts, save_sample_grid, stage_entropy

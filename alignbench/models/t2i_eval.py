@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 from ..data.generator.captions import in_location
 from ..data.datasets.t2i import T2ITensors
-from ..evaluation.t2i import location_cells
+from .t2i_evaluators import location_cells
 from ..files import write_atomic
 from ..metrics.entropy import map_entropy
 from ..metrics.generation import attribute_accuracy, frechet_distance, r_precision

@@ -31,7 +31,7 @@ from ..data.base import cached
 from ..data.generator.captions import EDGE
 from ..data.generator.scenes import COLOUR_NAMES, SHAPES
 from ..data.datasets.t2i import T2IDataModule, T2ITensors
-from ..models.encoders import TextEncoder
+from .encoders import TextEncoder
 
 log = logging.getLogger("alignbench")
 CELL = 8  # detector grid cell in pixels
@@ -185,7 +185,7 @@ def load_evaluators(datamodule: T2IDataModule, epochs: int = 6, seed: int = 0) -
     digest = hashlib.sha256()
     for tensor in (train.captions, train.images[:: max(1, len(train.images) // 64)]):
         digest.update(tensor.numpy().tobytes())
-    for code in (Path(__file__), Path(__file__).parents[1] / "models" / "encoders.py"):
+    for code in (Path(__file__), Path(__file__).parent / "encoders.py"):
         digest.update(code.read_bytes())
     key = {"data": digest.hexdigest(), "n": len(train.captions), "vocab": len(datamodule.vocab),
            "epochs": epochs, "seed": seed}

@@ -1,1 +1,0 @@
-"""Evaluators trained offline and shared by every run of a comparison."""
