@@ -99,3 +99,29 @@ def build_score(name: str, q_dim: int, k_dim: int, search_path: Iterable[str | P
         if isinstance(err.__cause__, (ValueError, TypeError)):
             raise ValueError(f"score {name!r}: {err.__cause__}") from err.__cause__
         raise
+
+
+DATA_KEYS = ("name", "tasks", "views")  # what the config says about a data set, not arguments of its data module
+
+
+def _overlay(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict):
+            out[key] = _overlay(out[key] if isinstance(out.get(key), dict) else {}, value)
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def data_config(data: dict, task: str) -> dict:
+    """The data-module config of a resolved ``data`` node: the node Hydra composed (with the
+    task's view from ``conf/data_view/``) without the keys that describe the data set.
+
+    Records made before views were composed hold ``data.views.<task>`` plus shared keys that
+    override the view when not null; that layout is read too, so ``alignbench analyze`` and
+    ``evaluate`` still rebuild those runs exactly."""
+    shared = {k: v for k, v in data.items() if k not in DATA_KEYS}
+    if "views" not in data:
+        return shared
+    return _overlay(data["views"][task], shared)

@@ -183,3 +183,27 @@ def test_rerunning_a_finished_sweep_in_its_own_folder_trains_nothing(tmp_path):
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sweep_dir.rglob("run.json")} == before
     assert sorted(p.name for p in sweep_dir.rglob("*.ckpt")) == checkpoints  # no best-v1.ckpt
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_records_made_before_composed_views_rebuild_the_same_data_module():
+    """A committed record of the 3-seed comparison (made when data views were overlaid by hand)
+    gives the data module the same settings as today's composed config of the same job."""
+    import json
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from alignbench.config import data_config
+    from alignbench.run.preflight import compose_run
+
+    root = Path(__file__).resolve().parents[1] / "experiments" / "compare_seeds3" / "runs"
+    for task in ("vqa", "retrieval", "t2i"):
+        record = json.loads((root / task / "dot" / "seed0" / "run.json").read_text(encoding="utf-8"))
+        legacy = data_config(record["config"]["data"], task)
+        today = OmegaConf.to_container(compose_run([f"preset=compare/default/{task}", "score=dot"]), resolve=True)
+
+        def settled(cfg: dict) -> dict:  # None = the constructor's default; noise 0.0 is SceneConfig's default
+            out = {k: settled(v) if isinstance(v, dict) else v for k, v in cfg.items() if v is not None}
+            return {k: v for k, v in out.items() if not (k == "noise" and v == 0.0)}
+
+        assert settled(legacy) == settled(data_config(today["data"], task)), task

@@ -91,7 +91,9 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor,
     extract = extract or (lambda x: x)
     with torch.no_grad():
         dim = int(extract(real[:1]).shape[-1])
-        fid = FrechetInceptionDistance(feature=_GivenFeatures(extract, dim, chunk), reset_real_features=False)
+        # the callers hand in every image already (gathered across processes): no second reduction
+        fid = FrechetInceptionDistance(feature=_GivenFeatures(extract, dim, chunk), reset_real_features=False,
+                                       sync_on_compute=False)
         fid.update(real, real=True)
         fid.update(fake, real=False)
         return float(fid.compute().double().clamp_min(0))

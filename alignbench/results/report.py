@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..config import data_config
 from .collect import RunSet, collect_runs
 from .figures import attention_heatmaps, deletion_curves, entropy_per_map, metric_bars, validation_curves
 from .tables import (Table, aggregate, interpretability_table, most_and_least, ranking_table, task_groups,
@@ -114,7 +115,7 @@ def _settings(records: list[dict]) -> str:
     for label, get in (("epochs", lambda r: r["config"]["trainer"]["max_epochs"]),
                        ("hidden size", lambda r: r["config"]["model"]["hidden_dim"]),
                        ("glimpses", lambda r: r["config"]["model"]["glimpses"]),
-                       ("batch size", lambda r: r["config"]["data"]["batch_size"] or "view default")):
+                       ("batch size", lambda r: data_config(r["config"]["data"], r["task"])["batch_size"])):
         value = common(get)
         if value is not None:
             parts.append(f"{label} {value}")

@@ -5,13 +5,9 @@ from __future__ import annotations
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 
-DATA_KEYS = ("name", "tasks")  # what the config says about a data set, not arguments of its data module
+from ..config import data_config
 
-
-def data_config(data: dict) -> dict:
-    """The data-module config: the composed ``data`` node (with the task's view, see
-    ``conf/data_view/``) without the keys that describe the data set."""
-    return {k: v for k, v in data.items() if k not in DATA_KEYS}
+__all__ = ["build_parts", "data_config", "rank_zero", "trainer_config"]
 
 
 def rank_zero() -> bool:
@@ -36,7 +32,7 @@ def trainer_config(trainer: dict, model: pl.LightningModule) -> dict:
 def build_parts(resolved: dict) -> tuple[pl.LightningDataModule, pl.LightningModule]:
     """The data module and task model of a resolved run config (seeded by its ``seed``)."""
     pl.seed_everything(int(resolved["seed"]), workers=True, verbose=False)
-    datamodule = instantiate(data_config(resolved["data"]), seed=int(resolved["seed"]),
+    datamodule = instantiate(data_config(resolved["data"], resolved["task"]["name"]), seed=int(resolved["seed"]),
                              _convert_="all")
     score = instantiate(resolved["score"], _partial_=True, _convert_="all")  # the models take a score factory
     model = instantiate(resolved["model"], score=score, **datamodule.metadata(), _convert_="all", _recursive_=False)

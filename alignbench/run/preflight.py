@@ -244,7 +244,7 @@ def check_config(cfg, build_data: bool = True) -> None:
     if cfg.task.name not in cfg.data.tasks:
         raise ConfigError(f"data {cfg.data.name!r} has no {cfg.task.name!r} view; it supports: "
                           f"{', '.join(cfg.data.tasks)}")
-    data_cfg = data_config(resolved["data"])
+    data_cfg = data_config(resolved["data"], cfg.task.name)
     check_arguments(data_cfg["_target_"], data_cfg, "data")
     check_analysis(cfg.task.name, resolved.get("analysis") or {})
     if build_data:
