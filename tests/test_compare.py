@@ -72,7 +72,7 @@ def test_plan_covers_tasks_scores_seeds():
     jobs = plan(cfg)
     scores = list(cfg.scores)
     assert {"uniform", "coattention", "coattention_maxpool"} <= set(scores)  # the control in every comparison
-    assert len(jobs) == 3 * len(scores) * 3 + 3 and {j.seed for j in jobs} == {5, 6, 7}
+    assert len(jobs) == 4 * len(scores) * 3 + 3 and {j.seed for j in jobs} == {5, 6, 7}
     assert jobs[0].overrides[:4] == ["task=vqa", "preset=compare/default/vqa", "score=dot", "seed=5"]
     baseline = [j for j in jobs if j.score == "question_only"]  # VQA's question-only model, 3 seeds
     assert len(baseline) == 3 and all(j.task == "vqa" and "model.use_image=false" in j.overrides for j in baseline)
@@ -97,7 +97,7 @@ def test_a_compare_job_is_one_train_command():
 @pytest.mark.parametrize("override, message", [
     ("preset=nope", "unknown preset 'nope'; valid choices: default, smoke"),
     ("scores=[dot,nope]", "unknown score 'nope'; valid choices:"),
-    ("tasks=[vqa,nope]", "unknown task 'nope'; valid choices: retrieval, t2i, vqa"),
+    ("tasks=[vqa,nope]", "unknown task 'nope'; valid choices: grounding, retrieval, t2i, vqa"),
     ("colour=blue", "cannot use 'colour=blue'"),
     ("seeds=0", "seeds must be >= 1"),
 ])

@@ -42,7 +42,7 @@ def build(name, q_dim, k_dim, glimpses=1):
 
 
 @pytest.mark.parametrize("name", SCORES)
-@pytest.mark.parametrize("task", ["vqa", "retrieval", "t2i"])
+@pytest.mark.parametrize("task", ["vqa", "retrieval", "t2i", "grounding"])
 def test_every_task_uses_the_declared_normalization(task, name):
     torch.manual_seed(0)
     if task == "vqa":
@@ -62,6 +62,17 @@ def test_every_task_uses_the_declared_normalization(task, name):
         q_mask = word_mask.unsqueeze(0).expand(2, -1, -1).reshape(6, -1)
         v_mask = region_mask.unsqueeze(1).expand(-1, 3, -1).reshape(6, -1)
         normalization = matcher.normalization
+    elif task == "grounding":
+        from alignbench.models.grounding import GroundingModule
+
+        model = GroundingModule(lambda q_dim, k_dim: build(name, q_dim, k_dim), vocab_size=9, visual_dim=6,
+                                hidden_dim=8, embed_dim=4).eval()
+        q_mask = torch.tensor([[False, True, True, False], [True, True, True, True]])  # the phrase's words
+        v_mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+        batch = {"caption": torch.randint(2, 9, (2, 4)), "phrase_words": q_mask, "regions": torch.randn(2, 5, 6),
+                 "region_boxes_norm": torch.rand(2, 5, 4), "region_mask": v_mask}
+        _, weights = model.localise(batch)
+        normalization = model.score.normalization
     else:
         generator = Generator(8, lambda q, k: build(name, q, k), image_size=16, noise_dim=4, channels=16,
                               attention_at=(8, 16)).eval()

@@ -69,10 +69,12 @@ SMALL = {
                   "model.embed_dim=16", "model.channels=[8,16,16]"],
     "t2i": ["data.train_scenes=120", "data.val_scenes=20", "data.test_scenes=40", "model.hidden_dim=32",
             "model.embed_dim=16", "model.g_channels=16", "model.d_channels=8", "model.evaluator_epochs=1"],
+    "grounding": ["data.train_scenes=120", "data.val_scenes=20", "data.test_scenes=20", "model.hidden_dim=32",
+                  "model.embed_dim=16"],
 }
 
 
-@pytest.mark.parametrize("task", ["vqa", "retrieval", "t2i"])
+@pytest.mark.parametrize("task", ["vqa", "retrieval", "t2i", "grounding"])
 def test_non_finite_loss_fails_with_its_step_and_the_sweep_goes_on(tmp_path, task):
     from conftest import USER_PKG
 

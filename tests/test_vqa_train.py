@@ -88,8 +88,8 @@ def test_nan_loss_fails_with_record(tmp_path):
 
 @pytest.mark.parametrize("override,expected", [
     ("score=nope", "unknown score 'nope'; valid choices: activated_general"),
-    ("task=nope", "unknown task 'nope'; valid choices: retrieval, t2i, vqa"),
-    ("data=nope", "unknown data 'nope'; valid choices: cub_format, easy_vqa, scan_precomp, synthetic, vqa2"),
+    ("task=nope", "unknown task 'nope'; valid choices: grounding, retrieval, t2i, vqa"),
+    ("data=nope", "unknown data 'nope'; valid choices: cub_format, easy_vqa, flickr30k_entities, scan_precomp, synthetic, vqa2"),
 ])
 def test_unknown_choices_exit_2_without_traceback(override, expected):
     result = cli("train", override)

@@ -15,7 +15,7 @@ from PIL import Image
 from .datasets.text import Vocab
 from .datasets.vqa import VQATensors, single_answer_targets
 from .base import cached
-from .vqa_module import VQADataModule
+from .datasets.vqa_module import VQADataModule
 from ..ranges import PositiveInt
 
 COLORS = {"red", "green", "blue", "black", "gray", "teal", "brown", "yellow"}

@@ -1,4 +1,4 @@
-"""Built-in synthetic scenes as LightningDataModules: the VQA view and the caption view.
+"""Built-in synthetic scenes as LightningDataModules: the VQA, caption and phrase-grounding views.
 
 Scenes are sampled from a fixed ``data_seed`` (the same data for every run seed and
 every score), rendered once and cached as tensors. Each split uses its own stream of
@@ -9,19 +9,23 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+import numpy as np
 import torch
 
+from .datasets.grounding import GroundingDataModule, GroundingSplit, crop_features
 from .datasets.retrieval import RetrievalDataModule, RetrievalSplit
 from .generator.captions import CaptionConfig, build_caption_examples
+from .generator.phrases import GroundingConfig, grounding_captions, region_proposals
 from .generator.questions import ANSWER_TYPES, build_vqa_examples
 from .generator.scenes import COLOUR_NAMES, SHAPES, SIZES, SceneConfig, generate_scenes, render_scenes
 from .datasets.text import Vocab
 from .datasets.vqa import VQATensors, single_answer_targets
 from .base import cached
-from .vqa_module import VQADataModule
+from .datasets.vqa_module import VQADataModule
 from ..ranges import PositiveInt
 
 SPLIT_OFFSET = {"train": 0, "val": 1, "test": 2}
+PHRASE_STREAM = 0x9A0D  # seed tag of the grounding captions and proposals, distinct from the other streams
 
 
 def scene_counts(train: int, val: int, test: int) -> dict[str, int]:
@@ -204,3 +208,63 @@ def caption_view(module, name: str) -> tuple[dict, Vocab, dict]:
         encoded[split] = (texts, tokens, mask, torch.tensor([e["image_index"] for e in data["examples"]],
                                                              dtype=torch.long))
     return raw, vocab, encoded
+
+
+class SyntheticGroundingDataModule(GroundingDataModule):
+    """Synthetic phrase grounding: ``captions_per_image`` captions per scene whose phrases name
+    objects with exact boxes; the regions are proposals (jittered boxes around every object
+    and distractors, :mod:`~alignbench.data.generator.phrases`) with features cropped from
+    the pixels (:func:`~alignbench.data.datasets.grounding.crop_features`). ``grounding``
+    holds :class:`~alignbench.data.generator.phrases.GroundingConfig` fields."""
+
+    name = "synthetic"
+
+    def __init__(self, train_scenes: PositiveInt = 3000, val_scenes: PositiveInt = 300, test_scenes: PositiveInt = 1000,
+                 captions_per_image: PositiveInt = 2, scene: dict | None = None, grounding: dict | None = None,
+                 crop: PositiveInt = 8, data_seed: int = 1234, limit: PositiveInt | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.scene_config, self.grounding = SceneConfig(**(scene or {})), GroundingConfig(**(grounding or {}))
+        self.counts = scene_counts(train_scenes, val_scenes, test_scenes)
+        self.captions_per_image, self.crop, self.data_seed, self.limit = captions_per_image, crop, data_seed, limit
+        self.image_size = self.scene_config.image_size
+        self.visual_dim = 3 * crop * crop
+
+    def _make_split(self, split: str) -> dict:
+        scenes, images, seed = render_split(split, self.counts, self.limit, self.data_seed, self.scene_config)
+        rng = np.random.default_rng([seed, PHRASE_STREAM])
+        examples, proposals = [], []
+        for i, scene in enumerate(scenes):
+            for c in grounding_captions(scene, rng, self.captions_per_image, self.grounding):
+                examples.append({"caption": c["caption"], "image_index": i,
+                                 "phrases": [(a, b, scene.objects[o].box) for a, b, o in c["phrases"]]})
+            proposals.append(region_proposals(scene, rng, self.image_size, self.grounding))
+        boxes = torch.from_numpy(np.stack(proposals))
+        return {"images": images, "examples": examples, "boxes": boxes,
+                "regions": crop_features(images, boxes, self.crop)}
+
+    def build(self) -> dict[str, GroundingSplit]:
+        key = {"v": 1, "scene": asdict(self.scene_config), "grounding": asdict(self.grounding), "counts": self.counts,
+               "limit": self.limit, "cpi": self.captions_per_image, "crop": self.crop, "seed": self.data_seed}
+        raw = {s: cached(f"synthetic-grounding-{s}", {**key, "split": s}, lambda s=s: self._make_split(s))
+               for s in SPLIT_OFFSET}
+        self.vocab = Vocab.build(e["caption"] for e in raw["train"]["examples"])
+        return {split: grounding_split(data, self.vocab) for split, data in raw.items()}
+
+
+def grounding_split(raw: dict, vocab: Vocab) -> GroundingSplit:
+    """A :class:`GroundingSplit` of a synthetic split's raw examples (one box per phrase)."""
+    examples = raw["examples"]
+    tokens, mask = vocab.encode_batch([e["caption"] for e in examples])
+    phrase_caption, spans, boxes = [], [], []
+    for c, e in enumerate(examples):
+        for start, end, box in e["phrases"]:
+            phrase_caption.append(c), spans.append((start, end)), boxes.append(box)
+    words = torch.zeros(len(spans), tokens.shape[1], dtype=torch.bool)
+    for p, (start, end) in enumerate(spans):
+        words[p, start:end] = True
+    n_images, size = raw["images"].shape[0], raw["images"].shape[-1]
+    return GroundingSplit(tokens, mask, torch.tensor([e["image_index"] for e in examples], dtype=torch.long),
+                          torch.tensor(phrase_caption, dtype=torch.long), words,
+                          torch.tensor(boxes, dtype=torch.float32)[:, None, :], torch.ones(len(spans), dtype=torch.long),
+                          raw["regions"], raw["boxes"], torch.ones(raw["boxes"].shape[:2], dtype=torch.bool),
+                          torch.tensor([[size, size]] * n_images), images=raw["images"])

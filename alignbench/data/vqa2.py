@@ -30,7 +30,7 @@ from .datasets.text import Vocab
 from .readers.vqa2 import RegionFeatureStore, build_answer_vocab, find_vqa2_files, open_region_features, read_vqa2_split
 from .readers.vqa2_regions import count_over
 from .datasets.vqa import VQATensors
-from .vqa_module import VQADataModule
+from .datasets.vqa_module import VQADataModule
 from ..ranges import PositiveInt
 
 ANSWER_TYPES = ["yes/no", "number", "other"]

@@ -24,7 +24,8 @@ from .figures import attention_heatmaps, deletion_curves, entropy_per_map, metri
 from .tables import (Table, aggregate, interpretability_table, most_and_least, ranking_table, task_groups,
                      task_table)
 
-TASK_TITLES = {"vqa": "Visual question answering", "retrieval": "Image-text retrieval", "t2i": "Text-to-image"}
+TASK_TITLES = {"vqa": "Visual question answering", "retrieval": "Image-text retrieval", "t2i": "Text-to-image",
+               "grounding": "Phrase grounding"}
 REAL_CEILING = ("test/real_r_precision", "test/real_attribute_acc", "test/real_object_acc")
 
 
@@ -153,6 +154,9 @@ def build_report(runs: RunSet, sources: list[str], staging: Path, out: Path | No
         doc.table(task_table(task, data, runs.runs, summary))
         if task == "t2i" and _ceiling(group_runs):
             doc.para(_ceiling(group_runs))
+        if task == "grounding" and "test/phrase_upper_bound" in group_runs.columns:
+            doc.para(f"Ceiling — phrases with a region over the IoU threshold (no ranking localises more): "
+                     f"{group_runs['test/phrase_upper_bound'].mean():.2f}.")
         slug = _slug(task, data)
         drawn = [
             (metric_bars(task, data, runs.runs, summary, figures / f"{slug}_metrics.png"), "metrics per score"),

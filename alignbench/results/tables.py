@@ -22,11 +22,14 @@ TASK_METRICS: dict[str, list[tuple[str, str, int]]] = {
     "t2i": [("test/r_precision", "R-precision", 1), ("test/attribute_acc", "attribute acc", 1),
             ("test/object_acc", "object acc", 1), ("test/fid_feat", "FID-feat*", -1),
             ("test/pixel_l1", "pixel L1", -1), ("test/attn_entropy", "attn entropy", 0)],
+    "grounding": [("test/phrase_r1", "R@1", 1), ("test/phrase_r5", "R@5", 1), ("test/phrase_r10", "R@10", 1),
+                  ("test/attn_entropy", "attn entropy", 0)],
 }
 # the metric of the Δ column and the cross-task ranking, the first a task's runs report
 # (text-to-image: attribute accuracy where a detector reads the objects, else R-precision,
 # which saturates on the synthetic scenes)
-PRIMARY = {"vqa": ["test/vqa_acc"], "retrieval": ["test/rsum"], "t2i": ["test/attribute_acc", "test/r_precision"]}
+PRIMARY = {"vqa": ["test/vqa_acc"], "retrieval": ["test/rsum"], "t2i": ["test/attribute_acc", "test/r_precision"],
+           "grounding": ["test/phrase_r1"]}
 INFO = [("params", "params", 0), ("train_seconds", "train s", 0)]
 
 
@@ -168,6 +171,10 @@ INTERPRETABILITY_NOTES = {
             "rate: images whose evaluator top-1 caption changes when the single most-attended word is hidden; τ: "
             "Kendall rank correlation of word attention with integrated-gradients and leave-one-out importance; "
             "analysis s: the analysis' cost per run. Percent except τ and AOPC gain."),
+    "grounding": ("A phrase's attention over the regions is its localisation, so pointing is the task's R@1 and the "
+                  "deletion, flip and τ measures of the other tasks would restate it; they are not computed. Mass on "
+                  "truth: the phrase's attention mass on the regions over the IoU threshold with one of its boxes "
+                  "(chance: uniform attention over the regions); analysis s: the analysis' cost per run. Percent."),
 }
 
 
@@ -260,5 +267,6 @@ def ranking_table(runs: pd.DataFrame, summary: pd.DataFrame) -> Table:
     best = {(0, 1)} if rows and (len(rows) == 1 or rows[0][1] != rows[1][1]) else set()  # a unique best only
     return Table("Cross-task ranking", ["score", "mean rank", "comparisons"] + labels, rows, best,
                  "Rank of each score by the primary metric of each comparison (VQA accuracy, retrieval rsum, "
-                 "text-to-image attribute accuracy where a detector reads the objects, else R-precision), 1 = best; "
+                 "text-to-image attribute accuracy where a detector reads the objects, else R-precision, phrase "
+                 "grounding R@1), 1 = best; "
                  "mean over the comparisons the score took part in; baselines are not ranked.")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from .base import SplitDataModule
-from .datasets.vqa import batch_loader
-from ..ranges import PositiveInt
+from ..base import SplitDataModule
+from .vqa import batch_loader
+from ...ranges import PositiveInt
 
 
 class VQADataModule(SplitDataModule):
