@@ -17,6 +17,7 @@ CASES = [
     (["task=retrieval", "data=scan_precomp", "data.data_path=/no/such/dir"], "/no/such/dir/f30k_precomp is not a directory"),
     (["task=t2i", "data=cub_format", "data.data_path=/no/such/dir"], "/no/such/dir"),
     (["task=t2i", "data=easy_vqa"], "data 'easy_vqa' has no 't2i' view; it supports: vqa"),
+    (["task=grounding", "data=flickr30k_entities", "data.root=/no/such/dir"], "/no/such/dir/Sentences is not a directory"),
     (["-m", "score=dot,cosine", "model.hidden_dim=x,2"], "model.hidden_dim='x' is not valid: VQAModule expects int"),
     # the analysis runs after training: its settings are checked before, against the task's analysis
     (["task=retrieval", "analysis.examples=many"], "analysis.examples='many' is not valid: analyze_retrieval expects int"),
