@@ -203,3 +203,20 @@ def test_phrase_recall_never_ranks_padding_and_counts_the_threshold_inclusively(
     assert phrase_recall_at_k(scores, region, gt, ks=(1,))["r1"] == 0.0  # unmasked, the far box comes first
     with pytest.raises(ValueError, match="phrase 0 has no ground-truth box"):
         phrase_recall_at_k(scores, region, [torch.zeros(0, 4)])
+
+
+def test_phrase_recall_breaks_ties_at_random_when_given_a_generator():
+    """Equal scores (the uniform control) with the right region stored first: by index R@1 is
+    100%, with random tie-breaking it is the chance rate 1/R; distinct scores are unaffected."""
+    from alignbench.metrics.grounding import phrase_recall_at_k
+
+    p, r = 2000, 8
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0]] + [[20.0 + 5 * i, 20.0, 24.0 + 5 * i, 24.0] for i in range(r - 1)])
+    region_boxes = boxes.expand(p, r, 4)
+    gt = [torch.tensor([[0.0, 0.0, 10.0, 10.0]])] * p
+    flat = torch.zeros(p, r)
+    assert phrase_recall_at_k(flat, region_boxes, gt)["r1"] == 100.0
+    shuffled = phrase_recall_at_k(flat, region_boxes, gt, generator=torch.Generator().manual_seed(0))
+    assert abs(shuffled["r1"] - 100 / r) < 2.5 and abs(shuffled["r5"] - 500 / r) < 4
+    distinct = torch.arange(r, 0, -1).float().expand(p, r)  # the right region scores highest
+    assert phrase_recall_at_k(distinct, region_boxes, gt, generator=torch.Generator().manual_seed(0))["r1"] == 100.0

@@ -194,3 +194,18 @@ def test_flickr30k_entities_tiny_run_and_listing(tmp_path, monkeypatch, capsys):
     assert record["status"] == "completed" and record["data_sizes"]["excluded_test_no_box"] == 4
     assert m["test/phrase_r1"] <= m["test/phrase_r5"] <= m["test/phrase_r10"] <= m["test/phrase_upper_bound"]
     assert m["test/phrase_upper_bound"] == pytest.approx(100.0)  # every fixture phrase has a region over IoU 0.5
+
+
+def test_flickr30k_entities_regions_of_a_resized_image_are_named(tmp_path):
+    from alignbench.data.flickr30k_entities import Flickr30kEntitiesDataModule
+
+    root, feats = write_flickr30k_entities(tmp_path)
+    with np.load(feats / "36979.npz") as npz:
+        x = npz["x"]
+    np.savez(feats / "36979.npz", x=x, bbox=np.array([[0, 0, 900, 700]] * len(x), dtype=np.float32))  # 300x200 image
+    dm = Flickr30kEntitiesDataModule(root=str(root), features=str(feats))
+    dm.setup()
+    test = dm.splits["test"]
+    test[[0]]  # an image with sound boxes reads fine
+    with pytest.raises(ValueError, match="36979 has region boxes outside its 300x200 pixels"):
+        test[list(range(len(test)))]

@@ -11,10 +11,13 @@ boxes are the regions' own (x1, y1, x2, y2 in the image's pixels), as the Recall
 needs.
 
 Every sentence of a split's images is a caption; every phrase whose entity has a box is an
-example with all of that entity's boxes as its truth. Phrases without a box (non-visual,
-``nobox``, ``scene``) are left out and counted in :attr:`excluded` (the run record's data
-sizes). Problems found at construction (a missing folder, split file or feature file, an
-image without features, features without boxes) raise naming the file.
+example with all of that entity's boxes as its truth (a hit is a region over IoU 0.5 with any
+of them: BAN's ANY-BOX protocol). Phrases without a box (non-visual, ``nobox``, ``scene``) or
+without a word are left out and counted in :attr:`excluded` (the run record's data sizes).
+Regions are read from the feature store per batch (:class:`RegionReader`), never all at once.
+Problems found at construction (a missing folder, split file or feature file, an image
+without features) raise naming the file; features without boxes, or boxes outside the
+annotated image (features of a resized image), raise naming the file when first read.
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ class Flickr30kEntitiesDataModule(GroundingDataModule):
                 raise ValueError(f"{self._features_path(split)}: no region features for image {missing[0]} "
                                  f"of {self.root / (SPLITS[split] + '.txt')} ({len(missing)} missing in all)")
         self.visual_dim = next(iter(stores.values())).dim
+        for store in stores.values():
+            store.close()
 
     def _split_ids(self, split: str) -> list[str]:
         path = self.root / f"{SPLITS[split]}.txt"
@@ -100,39 +105,73 @@ class Flickr30kEntitiesDataModule(GroundingDataModule):
         return {**super().sizes(), **{f"excluded_{k}": v for k, v in self.excluded.items()}}
 
     def _read_split(self, split: str) -> dict:
-        store = self._store(split)
-        captions, caption_image, phrases = [], [], []
-        feats = np.zeros((len(self.ids[split]), self.max_regions, store.dim), dtype=np.float32)
-        boxes = np.zeros((len(self.ids[split]), self.max_regions, 4), dtype=np.float32)
-        mask = np.zeros((len(self.ids[split]), self.max_regions), dtype=bool)
-        sizes = []
+        captions, caption_image, phrases, sizes = [], [], [], []
         for n, image_id in enumerate(self.ids[split]):
-            regions = store[int(image_id)]
-            if regions.boxes is None or len(regions.boxes) != len(regions.features):
-                raise ValueError(f"{self._features_path(split)}: image {image_id} has features without boxes")
-            k = min(len(regions.features), self.max_regions)
-            feats[n, :k], boxes[n, :k], mask[n, :k] = regions.features[:k], regions.boxes[:k], True
             ann = read_annotation(self.root / "Annotations" / f"{image_id}.xml")
             sizes.append((ann.width, ann.height))
             for sentence in read_sentences(self.root / "Sentences" / f"{image_id}.txt"):
                 tokens = tokenize(sentence.text)
                 for ph in sentence.phrases:
                     truth = ann.boxes_of([ph.entity_id]) if ph.visual else np.zeros((0, 4))
-                    if not len(truth):
-                        key = "non_visual" if not ph.visual else "no_box"
+                    key = None if len(truth) else ("non_visual" if not ph.visual else "no_box")
+                    if key is None:
+                        try:
+                            tokens, span = aligned_tokens(sentence.text, ph.first_word_index, len(ph.text.split()))
+                        except ValueError:  # a phrase of punctuation only: no word to attend with
+                            key = "no_words"
+                    if key is not None:
                         self.excluded[f"{split}_{key}"] = self.excluded.get(f"{split}_{key}", 0) + 1
                         continue
-                    tokens, span = aligned_tokens(sentence.text, ph.first_word_index, len(ph.text.split()))
                     phrases.append((len(captions), span, truth))
                 captions.append(" ".join(tokens))
                 caption_image.append(n)
-        return {"captions": captions, "caption_image": caption_image, "phrases": phrases, "regions": feats,
-                "boxes": boxes, "mask": mask, "sizes": sizes}
+        reader = RegionReader(self._features_path(split), self.features_index and self.features_index.format(split=split),
+                              self.ids[split], sizes, self.max_regions)
+        return {"captions": captions, "caption_image": caption_image, "phrases": phrases, "sizes": sizes,
+                "reader": reader}
 
     def build(self) -> dict[str, GroundingSplit]:
         raw = {split: self._read_split(split) for split in SPLITS}
         self.vocab = Vocab.build(raw["train"]["captions"])
         return {split: _split(data, self.vocab) for split, data in raw.items()}
+
+
+class RegionReader:
+    """The regions of a split's images, read from the feature store when a batch needs them
+    (the features of Flickr30k do not fit in memory at once): image indices ``[U]`` →
+    features ``[U, max_regions, D]``, boxes ``[U, max_regions, 4]`` and a mask of the real
+    regions. Every image's boxes are checked against its annotated size."""
+
+    def __init__(self, path: Path, index: str | None, ids: list[str], sizes: list[tuple[int, int]],
+                 max_regions: int) -> None:
+        self.path, self.index, self.ids, self.sizes, self.max_regions = path, index, ids, sizes, max_regions
+        self._store = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_store": None}  # each process opens its own
+
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self._store is None:
+            self._store = open_region_features(self.path, self.index)
+        dim = self._store.dim
+        feats = torch.zeros(len(images), self.max_regions, dim)
+        boxes = torch.zeros(len(images), self.max_regions, 4)
+        mask = torch.zeros(len(images), self.max_regions, dtype=torch.bool)
+        for row, n in enumerate(images.tolist()):
+            image_id, (width, height) = self.ids[n], self.sizes[n]
+            regions = self._store[int(image_id)]
+            if regions.boxes is None or len(regions.boxes) != len(regions.features):
+                raise ValueError(f"{self.path}: image {image_id} has features without a box each")
+            if regions.image_w and regions.image_h and (regions.image_w, regions.image_h) != (width, height):
+                raise ValueError(f"{self.path}: image {image_id}'s regions were found on a "
+                                 f"{regions.image_w}x{regions.image_h} image, its annotation is {width}x{height}")
+            b = np.asarray(regions.boxes, dtype=np.float32)
+            if len(b) and (b.min() < -1 or (b[:, [0, 2]] > width + 1).any() or (b[:, [1, 3]] > height + 1).any()):
+                raise ValueError(f"{self.path}: image {image_id} has region boxes outside its {width}x{height} pixels")
+            k = min(len(b), self.max_regions)
+            feats[row, :k] = torch.from_numpy(np.asarray(regions.features[:k], dtype=np.float32))
+            boxes[row, :k], mask[row, :k] = torch.from_numpy(b[:k]), True
+        return feats, boxes, mask
 
 
 def _split(raw: dict, vocab: Vocab) -> GroundingSplit:
@@ -146,6 +185,5 @@ def _split(raw: dict, vocab: Vocab) -> GroundingSplit:
         gt[p, : len(truth)] = torch.as_tensor(truth, dtype=torch.float32)
     return GroundingSplit(tokens, mask, torch.tensor(raw["caption_image"], dtype=torch.long),
                           torch.tensor([c for c, _, _ in phrases], dtype=torch.long), words, gt,
-                          torch.tensor([len(t) for _, _, t in phrases], dtype=torch.long),
-                          torch.from_numpy(raw["regions"]), torch.from_numpy(raw["boxes"]), torch.from_numpy(raw["mask"]),
-                          torch.tensor(raw["sizes"], dtype=torch.long))
+                          torch.tensor([len(t) for _, _, t in phrases], dtype=torch.long), None, None, None,
+                          torch.tensor(raw["sizes"], dtype=torch.long), read_regions=raw["reader"])

@@ -125,15 +125,18 @@ def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def phrase_recall_at_k(scores: torch.Tensor, region_boxes: torch.Tensor, gt_boxes: list[torch.Tensor],
                        ks: tuple[int, ...] = (1, 5, 10), iou_threshold: float = 0.5,
-                       region_mask: torch.Tensor | None = None) -> dict[str, float]:
-    """Phrase localisation Recall@K (Flickr30k Entities protocol), in percent.
+                       region_mask: torch.Tensor | None = None,
+                       generator: torch.Generator | None = None) -> dict[str, float]:
+    """Phrase localisation Recall@K (Flickr30k Entities, BAN's ANY-BOX protocol), in percent.
 
     ``scores [P, R]`` (higher = better) rank each phrase's regions ``region_boxes [P, R, 4]``
     (x1, y1, x2, y2); ``gt_boxes`` holds P tensors ``[n_p, 4]`` (n_p ≥ 1); ``region_mask
     [P, R]`` (bool, True = real region) keeps padding out of every ranking. A phrase is a hit
     at k when one of its k highest-scoring valid regions has IoU ≥ ``iou_threshold`` with one
     of its boxes. Returns ``r<k>`` for each k and ``upper_bound``: the phrases with any valid
-    region over the threshold (no ranking can do better).
+    region over the threshold (no ranking can do better). Equal scores are ranked in a random
+    order drawn from ``generator`` (without one, by region index): a control that scores every
+    region alike then gets the chance rate, whatever order the regions are stored in.
     """
     p, r = scores.shape
     if p == 0:
@@ -142,8 +145,10 @@ def phrase_recall_at_k(scores: torch.Tensor, region_boxes: torch.Tensor, gt_boxe
         raise ValueError(f"phrase_recall_at_k: scores {tuple(scores.shape)} need region_boxes [{p}, {r}, 4] and "
                          f"{p} ground-truth box tensors, got {tuple(region_boxes.shape)} and {len(gt_boxes)}")
     valid = torch.ones(p, r, dtype=torch.bool) if region_mask is None else region_mask.bool().cpu()
-    order = scores.detach().float().cpu().masked_fill(~valid, float("-inf")).argsort(dim=1, descending=True,
-                                                                                     stable=True)
+    ranked_scores = scores.detach().float().cpu().masked_fill(~valid, float("-inf"))
+    shuffle = (torch.rand(p, r, generator=generator).argsort(1) if generator is not None
+               else torch.arange(r).expand(p, r))  # the order in which ties are met
+    order = shuffle.gather(1, ranked_scores.gather(1, shuffle).argsort(dim=1, descending=True, stable=True))
     good = torch.zeros(p, r, dtype=torch.bool)
     for i, boxes in enumerate(gt_boxes):
         boxes = torch.as_tensor(boxes).reshape(-1, 4)

@@ -91,8 +91,9 @@ class GroundingModule(pl.LightningModule):
     def _eval_step(self, batch: dict, stage: str) -> None:
         where, weights = self.localise(batch)
         gt = [boxes[:n] for boxes, n in zip(batch["gt_boxes"], batch["gt_count"].tolist())]
+        ties = torch.Generator().manual_seed(int(batch["phrase_index"][0]))  # the same draw for every score
         recall = phrase_recall_at_k(where, batch["region_boxes"], gt, iou_threshold=self.hparams.iou_threshold,
-                                    region_mask=batch["region_mask"])
+                                    region_mask=batch["region_mask"], generator=ties)
         metrics = self.metrics[stage]
         for key in RECALL:
             metrics[key].update(torch.tensor(recall[key], device=self.device), weight=len(where))

@@ -15,6 +15,7 @@ the image's width and height), ``region_mask [P, R]``, ``gt_boxes [P, G, 4]`` wi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
@@ -52,11 +53,13 @@ class GroundingSplit:
     phrase_words: torch.Tensor  # [P, L] bool
     gt_boxes: torch.Tensor  # [P, G, 4] pixels
     gt_count: torch.Tensor  # [P]
-    regions: torch.Tensor  # [N_img, R, D]
-    region_boxes: torch.Tensor  # [N_img, R, 4] pixels
-    region_mask: torch.Tensor  # [N_img, R] bool
+    regions: torch.Tensor | None  # [N_img, R, D] (None: read per batch by ``read_regions``)
+    region_boxes: torch.Tensor | None  # [N_img, R, 4] pixels
+    region_mask: torch.Tensor | None  # [N_img, R] bool
     image_sizes: torch.Tensor  # [N_img, 2] width, height
     images: torch.Tensor | None = None  # [N_img, 3, H, W] uint8, for the report's pictures
+    # for large data sets: image indices [U] -> (features [U, R, D], boxes [U, R, 4], mask [U, R]), read on demand
+    read_regions: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
 
     def __post_init__(self) -> None:
         if len(self.phrase_caption) == 0:
@@ -73,11 +76,16 @@ class GroundingSplit:
         cap = self.phrase_caption[idx]
         img = self.caption_image[cap]
         width = int(self.caption_mask[cap].sum(1).max())
-        boxes = self.region_boxes[img].float()
+        if self.read_regions is None:
+            feats, boxes, region_mask = self.regions[img].float(), self.region_boxes[img].float(), self.region_mask[img]
+        else:  # each distinct image of the batch read once
+            uniq, row = torch.unique(img, return_inverse=True)
+            feats, boxes, region_mask = (t[row] for t in self.read_regions(uniq))
+            feats, boxes = feats.float(), boxes.float()
         scale = self.image_sizes[img].float().repeat(1, 2)[:, None, :]  # [P, 1, 4]: w, h, w, h
         return {"caption": self.captions[cap, :width], "caption_mask": self.caption_mask[cap, :width],
-                "phrase_words": self.phrase_words[idx, :width], "regions": self.regions[img].float(),
-                "region_boxes": boxes, "region_boxes_norm": boxes / scale, "region_mask": self.region_mask[img],
+                "phrase_words": self.phrase_words[idx, :width], "regions": feats,
+                "region_boxes": boxes, "region_boxes_norm": boxes / scale, "region_mask": region_mask,
                 "gt_boxes": self.gt_boxes[idx].float(), "gt_count": self.gt_count[idx],
                 "phrase_index": idx, "image_index": img}
 
