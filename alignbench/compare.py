@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from .config import group_options
 from .run.preflight import ConfigError, check_score_target, compose_run, first_line, search_path_of
 from .run.record import config_hash, read_record
-from .run.resume import clear_stale, completed_record, resumable_record
+from .run.resume import analysis_current, clear_stale, completed_record, resumable_record
 
 import alignbench.experiments as _experiments  # noqa: E402 - experiments/ ships as alignbench.experiments
 
@@ -46,6 +46,7 @@ class Job:
     run_dir: Path
     config_hash: str = ""  # of the composed training config (filled by :func:`plan`)
     config: DictConfig | None = field(default=None, repr=False)  # that config, composed once by :func:`plan`
+    resolved: dict = field(default_factory=dict, repr=False)  # and resolved
 
     @property
     def label(self) -> str:
@@ -124,7 +125,7 @@ def plan(cfg: DictConfig) -> list[Job]:
                 except Exception as err:  # noqa: BLE001 - a bad override: one line naming it
                     raise ValueError(first_line(err)) from None
                 jobs.append(Job(task, name, seed, overrides, out / "runs" / task / name / f"seed{seed}",
-                                config_hash(resolved), composed))
+                                config_hash(resolved), composed, resolved))
     return jobs
 
 
@@ -135,8 +136,17 @@ def compare_presets(search_path: list[str] | None = None) -> list[str]:
 
 
 def is_done(job: Job) -> bool:
-    """Whether ``job`` already has a completed record of the same config (the rule sweeps use too)."""
-    return completed_record(job.run_dir, job.config_hash) is not None
+    """Whether ``job`` already has a completed record of the same config, analysed with the
+    same settings (the rules sweeps use too)."""
+    record = completed_record(job.run_dir, job.config_hash)
+    return record is not None and analysis_current(record, job.resolved)
+
+
+def reanalysable(job: Job) -> bool:
+    """Whether ``job`` is trained (a completed record of the same config and its best
+    checkpoint) and only its analysis is outdated: it is analysed again, not retrained."""
+    return (completed_record(job.run_dir, job.config_hash) is not None
+            and (job.run_dir / "checkpoints" / "best.ckpt").is_file())
 
 
 _WORKERS: set[subprocess.Popen] = set()  # the `alignbench train` processes running now
@@ -145,7 +155,7 @@ _LOCK = threading.Lock()
 
 def run_job(job: Job, threads: int | None) -> tuple[str, float]:
     """Run one job as an ``alignbench train`` process; returns its status and seconds."""
-    if job.run_dir.exists() and resumable_record(job.run_dir, job.config_hash) is None:
+    if job.run_dir.exists() and resumable_record(job.run_dir, job.config_hash) is None and not reanalysable(job):
         clear_stale(job.run_dir)  # a failed or outdated run: start it afresh (an unfinished one resumes)
     job.run_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -213,6 +223,9 @@ def run_comparison(cfg: DictConfig, echo=lambda text: print(text, flush=True),
     for job in jobs:
         if is_done(job):
             echo(f"[skip] {job.label}: completed with the same config")
+        elif reanalysable(job):
+            echo(f"[analyse] {job.label}: trained with the same config; its analysis settings changed")
+            todo.append(job)
         else:
             todo.append(job)
     echo(f"alignbench compare: {len(jobs)} runs ({len(jobs) - len(todo)} already complete), {width} at a time; "

@@ -95,7 +95,7 @@ def test_a_compare_job_is_one_train_command():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("preset=nope", "unknown preset 'nope'; valid choices: default, smoke"),
+    ("preset=nope", "unknown preset 'nope'; valid choices: converged, default, smoke"),
     ("scores=[dot,nope]", "unknown score 'nope'; valid choices:"),
     ("tasks=[vqa,nope]", "unknown task 'nope'; valid choices: grounding, retrieval, t2i, vqa"),
     ("colour=blue", "cannot use 'colour=blue'"),
@@ -207,3 +207,20 @@ def test_records_made_before_composed_views_rebuild_the_same_data_module():
             return {k: v for k, v in out.items() if not (k == "noise" and v == 0.0)}
 
         assert settled(legacy) == settled(data_config(today["data"], task)), task
+
+
+def test_changed_analysis_settings_reanalyse_a_comparison_without_retraining(sweep, capsys):
+    records = {p: read_record(p.parent) for p in (sweep / "runs").rglob("run.json")}
+    capsys.readouterr()
+    assert main(["compare", *TINY, "seeds=2", f"out={sweep}", "--", "trainer.log_every_n_steps=7",
+                 "analysis.examples=20"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("[analyse]") == 6 and "[skip]" not in printed
+    for path, before in records.items():
+        after = read_record(path.parent)
+        assert after["status"] == "completed" and after["config"]["analysis"]["examples"] == 20
+        assert after["history"] == before["history"] and after["train_seconds"] == before["train_seconds"]
+        assert after["metrics"]["test/vqa_acc"] == before["metrics"]["test/vqa_acc"]
+    assert main(["compare", *TINY, "seeds=2", f"out={sweep}", "--", "trainer.log_every_n_steps=7",
+                 "analysis.examples=20"]) == 0
+    assert capsys.readouterr().out.count("[skip]") == 6

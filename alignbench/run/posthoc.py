@@ -36,10 +36,12 @@ def evaluate(run_dir: str | Path, overrides: list[str] | None = None, checkpoint
 
 
 def analyze(run_dir: str | Path, examples: int | None = None, costly_examples: int | None = None,
-            checkpoint: str = "best") -> dict:
+            checkpoint: str = "best", settings: dict | None = None) -> dict:
     """Recompute the interpretability analysis of a finished run from its checkpoint and
     write it into its ``run.json`` (atomically), with its attention examples; returns the
-    updated record."""
+    updated record. The analysis settings are the record's own (``settings`` replaces them;
+    ``examples`` and ``costly_examples`` override single ones), and the record's
+    ``config.analysis`` says afterwards which were used."""
     import torch
 
     run_dir = Path(run_dir)
@@ -56,8 +58,10 @@ def analyze(run_dir: str | Path, examples: int | None = None, costly_examples: i
                          f"(valid: {', '.join(task_analyses())})")
     model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"])
     datamodule.setup("test")
-    settings = {k: v for k, v in (resolved.get("analysis") or {"examples": 500, "costly_examples": 64,
-                                                                "ig_steps": 16}).items() if k != "enabled"}
+    if settings is None:
+        settings = {k: v for k, v in (resolved.get("analysis") or {"examples": 500, "costly_examples": 64,
+                                                                    "ig_steps": 16}).items() if k != "enabled"}
+    settings = dict(settings)
     if examples is not None:
         settings["examples"] = examples
     if costly_examples is not None:
@@ -66,5 +70,6 @@ def analyze(run_dir: str | Path, examples: int | None = None, costly_examples: i
     metrics, fields = analyse(model, datamodule, record["task"], run_dir, settings, seed=int(resolved["seed"]))
     record["metrics"] = {**record["metrics"], **metrics}
     record.update(fields)
+    record["config"] = {**record["config"], "analysis": {"enabled": True, **settings}}
     write_json_atomic(run_dir / RECORD_NAME, record)
     return record

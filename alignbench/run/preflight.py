@@ -247,6 +247,11 @@ def check_config(cfg, build_data: bool = True) -> None:
     data_cfg = data_config(resolved["data"], cfg.task.name)
     check_arguments(data_cfg["_target_"], data_cfg, "data")
     check_analysis(cfg.task.name, resolved.get("analysis") or {})
+    stopping = resolved.get("early_stopping") or {}
+    if "monitor" in stopping:
+        raise ConfigError("early_stopping.monitor is not an option: early stopping watches the task's metric "
+                          f"(task.monitor={cfg.task.monitor!r}); its options: min_delta, patience")
+    check_arguments("alignbench.run.train.early_stopping", stopping, "early_stopping")
     if build_data:
         try:
             instantiate(data_cfg, seed=int(cfg.seed), _convert_="all")

@@ -4,8 +4,10 @@ The results layer reads these records and nothing else. Fields: ``task``, ``data
 ``score`` (config choice, or the class name when ``score._target_`` was overridden),
 ``seed``, ``status``, ``error``, ``metrics`` (flat dict of final test metrics),
 ``history`` (validation metrics per epoch), ``params``, ``score_params``, ``wall_seconds``,
-``train_seconds``, ``config`` (resolved), ``config_hash``, ``versions`` and
-``started``/``finished`` (UTC, ISO 8601).
+``train_seconds``, ``epochs`` (trained, fewer than ``trainer.max_epochs`` when early
+stopping ended the run: then ``stopped_early``), ``config`` (resolved), ``config_hash``,
+``versions``, ``code_version`` (:func:`code_version`) and ``started``/``finished`` (UTC,
+ISO 8601).
 
 ``status`` is ``running`` (rewritten after every epoch), ``completed`` (tested and
 analysed), ``failed`` (``error`` and ``traceback`` say why) or ``interrupted`` (stopped by
@@ -17,15 +19,22 @@ be moved, shared or committed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
+import subprocess
 from pathlib import Path
 from typing import Any
 
 from ..files import RECORD_NAME, write_json_atomic
 
-__all__ = ["RECORD_NAME", "config_hash", "library_versions", "read_record", "recorded_config", "write_json_atomic"]
+__all__ = ["RECORD_NAME", "BUILD_INFO", "code_version", "config_hash", "git_state", "library_versions", "read_record",
+           "recorded_config", "write_json_atomic"]
+
+BUILD_INFO = "BUILD_INFO.json"  # written into the package by a wheel build (setup.py): the commit it was built from
+# what makes up the code of a run, relative to the repository (records and reports under experiments/ do not)
+CODE_PATHS = ("alignbench", "conf", "experiments/*.yaml", "pyproject.toml", "setup.py")
 
 # keys that change how a run is shown, not what it computes
 HASH_EXCLUDE = {("trainer", "enable_progress_bar"), ("trainer", "enable_model_summary"), ("output_root",),
@@ -76,3 +85,47 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+def git_state(root: str | Path) -> dict | None:
+    """``{"commit": sha, "dirty": bool}`` of the git checkout at ``root`` (dirty: a tracked
+    file of the code, :data:`CODE_PATHS`, differs from the commit), or None when ``root`` is
+    not a checkout or git is missing."""
+    root = Path(root)
+    if not (root / ".git").exists():
+        return None
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=True, timeout=20).stdout.strip()
+        changed = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
+                                  *CODE_PATHS], capture_output=True, text=True, check=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(changed.strip())} if commit else None
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """The code that makes a run: the package version, and where known the git commit it
+    comes from with ``.dirty`` when the code differs from that commit, as a PEP 440 local
+    version (``0.1.0+g1893ff1c2a4e`` or ``0.1.0+g1893ff1c2a4e.dirty``). The commit is read from
+    the checkout of an editable install, or from ``BUILD_INFO.json`` that a wheel build
+    writes into the package; otherwise the package version alone."""
+    from importlib import metadata
+
+    import alignbench
+
+    try:
+        version = metadata.version("alignbench")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    package = Path(alignbench.__file__).resolve().parent
+    state = git_state(package.parent)
+    if state is None and (package / BUILD_INFO).is_file():
+        try:
+            state = json.loads((package / BUILD_INFO).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            state = None
+    if not state or not state.get("commit"):
+        return version
+    return f"{version}+g{state['commit'][:12]}" + (".dirty" if state.get("dirty") else "")

@@ -1,6 +1,8 @@
 """Finding earlier runs by their records: one rule for "this run is done" (a sweep and
 ``alignbench compare`` skip it), for "this run can resume" (an unfinished run of the same
-config with a last checkpoint) and for what is left of a stale run."""
+config with a last checkpoint), for "its analysis is current" (analysed with the settings
+asked for now; if not, the analysis is redone from the checkpoint without retraining) and
+for what is left of a stale run."""
 
 from __future__ import annotations
 
@@ -29,6 +31,23 @@ def completed_record(run_dir: str | Path, wanted_hash: str) -> dict | None:
     if record is not None and record.get("status") == "completed" and record.get("config_hash") == wanted_hash:
         return record
     return None
+
+
+def analysis_settings(resolved: dict) -> dict:
+    """The interpretability settings of a resolved run config (without ``enabled``)."""
+    return {k: v for k, v in (resolved.get("analysis") or {}).items() if k != "enabled"}
+
+
+def analysis_current(record: dict, resolved: dict) -> bool:
+    """Whether a completed ``record`` was analysed as the resolved config ``resolved`` asks:
+    with the same analysis settings, or the config asks for no analysis. (The settings are
+    not part of the config hash: a change re-runs the analysis from the checkpoint, not the
+    training.)"""
+    wanted = resolved.get("analysis") or {}
+    if not wanted.get("enabled", False):
+        return True
+    done = (record.get("config") or {}).get("analysis") or {}
+    return bool(done.get("enabled", False)) and analysis_settings({"analysis": done}) == analysis_settings(resolved)
 
 
 def resumable_record(run_dir: str | Path, wanted_hash: str) -> dict | None:

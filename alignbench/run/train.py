@@ -16,9 +16,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config import run_label
 from ..analysis.callback import InterpretabilityCallback
+from ..ranges import NonNegativeFloat, PositiveInt
 from .build import build_parts, rank_zero, trainer_config
-from .record import RECORD_NAME, config_hash, library_versions, read_record, recorded_config, write_json_atomic
-from .resume import clear_stale, completed_record, find_completed, find_resumable, resumable_record
+from .record import (RECORD_NAME, code_version, config_hash, library_versions, read_record, recorded_config,
+                     write_json_atomic)
+from .resume import (analysis_current, analysis_settings, clear_stale, completed_record, find_completed,
+                     find_resumable, resumable_record)
 
 log = logging.getLogger("alignbench")
 FAILED_RUNS: list[str] = []  # run dirs of failed runs in this process (a sweep goes on past them)
@@ -66,6 +69,18 @@ class HistoryCallback(pl.Callback):
             self.on_epoch()
 
 
+def early_stopping(monitor: str, patience: PositiveInt | None = None,
+                   min_delta: NonNegativeFloat = 0.0) -> pl.callbacks.EarlyStopping | None:
+    """The ``early_stopping`` settings of a run as a callback: stop when the task's monitored
+    validation metric (higher is better) has not improved by more than ``min_delta`` for
+    ``patience`` epochs; ``trainer.max_epochs`` stays the bound and ``trainer.min_epochs`` the
+    floor. ``patience: null`` (the default) trains every epoch."""
+    if patience is None:
+        return None
+    return pl.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=patience, min_delta=min_delta,
+                                      check_finite=True)
+
+
 def _utc() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -79,6 +94,11 @@ def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> di
     """
     started, t0 = _utc(), time.perf_counter()
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    finished = completed_record(run_dir, config_hash(resolved))
+    if (finished is not None and not analysis_current(finished, resolved)
+            and (run_dir / "checkpoints" / "best.ckpt").is_file()):
+        # trained with this config, analysed with other settings: analyse again, do not retrain
+        return reanalyse(run_dir, resolved)
     previous = resumable_record(run_dir, config_hash(resolved))
     label, baseline = run_label(score_choice, str(cfg.score.get("_target_", "")), resolved["model"])
     record: dict[str, Any] = {
@@ -86,7 +106,7 @@ def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> di
         "seed": int(cfg.seed), "status": "running", "error": None, "metrics": {}, "history": [],
         "params": None, "score_params": None, "wall_seconds": None, "train_seconds": None,
         "config": recorded_config(resolved), "config_hash": config_hash(resolved), "versions": library_versions(),
-        "started": started, "finished": None,
+        "code_version": code_version(), "started": started, "finished": None,
     }
     writer = rank_zero()
 
@@ -125,14 +145,19 @@ def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> di
         settings = dict(resolved.get("analysis") or {})
         analysis = InterpretabilityCallback(cfg.task.name, run_dir, settings if settings.pop("enabled", False) else None,
                                             seed=int(cfg.seed))
-        trainer = instantiate(trainer_cfg, default_root_dir=str(run_dir), callbacks=[history, checkpoint, analysis],
+        stopper = early_stopping(cfg.task.monitor, **(resolved.get("early_stopping") or {}))
+        callbacks = [history, checkpoint, analysis] + ([stopper] if stopper is not None else [])
+        trainer = instantiate(trainer_cfg, default_root_dir=str(run_dir), callbacks=callbacks,
                               logger=pl.loggers.CSVLogger(str(run_dir), name="logs", version=""))
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
+        # read before the test, which restores the callbacks' states from the best checkpoint
+        epochs, stopped_early = trainer.current_epoch, bool(stopper is not None and stopper.stopped_epoch > 0)
         results = trainer.test(model, datamodule=datamodule, ckpt_path="best", verbose=False)
         record["metrics"] = {**{k: float(v) for k, v in results[0].items()}, **analysis.metrics}
         record.update(analysis.fields)
         record["status"] = "completed"
-        n_train = record["data_sizes"]["train"] * trainer.current_epoch
+        record["epochs"], record["stopped_early"] = epochs, stopped_early
+        n_train = record["data_sizes"]["train"] * epochs
         record["train_examples_per_second"] = n_train / history.train_seconds if history.train_seconds else None
     except Exception as err:  # noqa: BLE001 - recorded, then re-raised by the caller's policy
         record["status"] = "failed"
@@ -151,6 +176,16 @@ def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> di
         record["finished"] = _utc()
         write_record()
     return record
+
+
+def reanalyse(run_dir: Path, resolved: dict) -> dict[str, Any]:
+    """The interpretability analysis of a completed run, again from its best checkpoint with
+    the analysis settings of ``resolved`` (which then become the record's); returns the record."""
+    from .posthoc import analyze
+
+    log.info("the run in %s is trained with this config but analysed with other settings: analysing again "
+             "from its checkpoint", run_dir)
+    return analyze(run_dir, settings=analysis_settings(resolved))
 
 
 def search_roots(cfg: DictConfig, hc) -> list[Path]:
@@ -174,13 +209,16 @@ def hydra_entry(cfg: DictConfig) -> float | None:
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
-    wanted = config_hash(OmegaConf.to_container(cfg, resolve=True))
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    wanted = config_hash(resolved)
     monitor = cfg.task.monitor.replace("val/", "test/")
     if hc.mode == RunMode.MULTIRUN and cfg.get("skip_completed", False):
         done = run_dir if completed_record(run_dir, wanted) else find_completed(search_roots(cfg, hc), wanted)
         if done is not None:
-            log.info("skipped: the same config already completed in %s", done)
-            return read_record(done)["metrics"].get(monitor)
+            if analysis_current(read_record(done), resolved):
+                log.info("skipped: the same config already completed in %s", done)
+                return read_record(done)["metrics"].get(monitor)
+            run_dir = done  # trained, but analysed with other settings: train() analyses it again
     if resumable_record(run_dir, wanted) is None:  # a single run gets a new folder: look for an unfinished one
         run_dir = find_resumable(search_roots(cfg, hc), wanted) or run_dir
     record = train(cfg, run_dir, hc.runtime.choices.get("score"))
