@@ -95,13 +95,16 @@ def cmd_list(what: str, search_path: list[str]) -> int:
     return 0
 
 
-def cmd_report(dirs: list[str], out: str) -> int:
-    from .results import write_report
+def cmd_report(dirs: list[str], out: str, reference: str) -> int:
+    from .results import collect_runs, write_report
 
     missing = [d for d in dirs if not Path(d).exists()]
     if missing:
         raise UsageError(f"no such results folder: {', '.join(missing)}")
-    path = write_report(dirs, out)
+    scores = sorted(set(collect_runs(dirs).runs.get("score", [])))
+    if reference is not None and scores and reference not in scores:
+        raise UsageError(f"--ref {reference!r} is not a score of these runs; valid choices: {', '.join(scores)}")
+    path = write_report(dirs, out, reference)
     print(path)
     return 0
 
@@ -121,7 +124,7 @@ def cmd_compare(overrides: list[str]) -> int:
     overrides = [o for o in overrides if o not in searchpath]
     train_extra = searchpath + train_extra
     presets = compare_presets(search_path_of(searchpath))
-    known = {"tasks", "scores", "seeds", "first_seed", "out", "jobs", "train", "preset", "baselines"}
+    known = {"tasks", "scores", "seeds", "first_seed", "out", "jobs", "train", "preset", "baselines", "ref"}
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or key.lstrip("+~") not in known:
@@ -225,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp = sub.add_parser(
         "compare", help="run the default comparison (every score, every task) and write its report",
         description="Run experiments/compare.yaml: every score function on every task on the built-in data, "
-        "then write the report. Overrides: preset=default|smoke, seeds=N, scores=[...], tasks=[...], "
+        "then write the report. Overrides: preset=default|smoke|converged, seeds=N, ref=SCORE, scores=[...], tasks=[...], "
         "out=DIR, jobs=N, hydra.searchpath=[file://DIR] (your own score YAMLs in DIR/score/; a score may "
         "also be a class path such as my_pkg.scores.MyScore); after `--`, training overrides for every run "
         "(e.g. -- model.hidden_dim=256). "
@@ -253,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "runs.csv, summary.csv and figures/ into OUT.")
     rep.add_argument("dirs", nargs="+", metavar="DIR", help="folders holding run records (searched recursively)")
     rep.add_argument("--out", required=True, help="folder for the report files")
+    rep.add_argument("--ref", default=None, metavar="SCORE",
+                     help="the reference score: Δ, its 95%% interval and P(> ref) compare every score with it "
+                     "(default: scaled_dot)")
     return parser
 
 
@@ -278,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "evaluate":
             return cmd_evaluate(args.run_dir, args.overrides, args.checkpoint, args.out)
         if args.command == "report":
-            return cmd_report(args.dirs, args.out)
+            return cmd_report(args.dirs, args.out, args.ref)
         parser.print_help()
         return EXIT_USAGE
     except UsageError as err:

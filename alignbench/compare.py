@@ -103,6 +103,9 @@ def plan(cfg: DictConfig) -> list[Job]:
                              "hydra.searchpath=[file://DIR])")
     if len({score_folder(s) for s in scores}) != len(scores):
         raise ValueError(f"two scores share a name: {', '.join(scores)}")
+    if cfg.get("ref") is not None and str(cfg.ref) not in [score_folder(s) for s in scores]:
+        raise ValueError(f"ref {cfg.get('ref')!r} is not one of the compared scores; valid choices: "
+                         f"{', '.join(score_folder(s) for s in scores)}")
     if int(cfg.seeds) < 1:
         raise ValueError(f"seeds must be >= 1, got {cfg.seeds!r}")
     if int(cfg.jobs) < 1:
@@ -266,5 +269,5 @@ def run_comparison(cfg: DictConfig, echo=lambda text: print(text, flush=True),
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see alignbench.cli): stop the workers, keep what is done
             stop_workers()
             raise Interrupted(list(running.values())) from None
-    report = write_report([Path(cfg.out) / "runs"], Path(cfg.out) / "report")
+    report = write_report([Path(cfg.out) / "runs"], Path(cfg.out) / "report", cfg.get("ref"))
     return report, failed

@@ -4,12 +4,13 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from alignbench.cli import main
 from alignbench.run.record import write_json_atomic
-from alignbench.results import aggregate, collect_runs, ranking_table, task_table, write_report
+from alignbench.results import aggregate, claims, collect_runs, ranking_table, stats, task_table, write_report
 
 GOLDEN = Path(__file__).parent / "golden" / "report.md"
 
@@ -80,9 +81,14 @@ def test_task_table_best_and_delta(tmp_path):
     assert table.columns[:5] == ["score", "seeds", "accuracy", "counting", "attn entropy"]
     rows = {r[0]: r for r in table.rows}
     assert rows["ban"][2] == "68.00 ± 2.83" and rows["dot"][2] == "61.00 ± 1.41"
-    delta = table.columns.index("Δ accuracy vs scaled_dot")
-    assert rows["ban"][delta] == "+10.00" and rows["dot"][delta] == "+3.00" and rows["scaled_dot"][delta] == "–"
+    delta = table.columns.index("Δ accuracy vs scaled_dot [95% CI]")
+    # paired per seed: ban − scaled_dot = 12, 8; dot − scaled_dot = 2, 4 (the bootstrap of two values spans them)
+    assert rows["ban"][delta] == "+10.00 [8.00, 12.00]" and rows["dot"][delta] == "+3.00 [2.00, 4.00]"
+    assert rows["scaled_dot"][delta] == "–"
+    assert rows["ban"][table.columns.index("accuracy 95% CI")] == "[66.00, 70.00]"
+    assert rows["ban"][table.columns.index("P(> scaled_dot)")] == "1.00"
     ban_row = [r[0] for r in table.rows].index("ban")
+    # ban − dot per seed: 10, 4, an interval above 0: separated, so marked
     assert (ban_row, 2) in table.best and (ban_row, 4) not in table.best  # entropy has no "better"
 
 
@@ -112,7 +118,7 @@ def test_report_files_and_golden_snapshot(tmp_path):
     assert "| ban | 2 | **78.00 ± 2.83** | 20.00 ± 0.00 | **6.80 ± 0.28** | 3 |" in text
     assert text == GOLDEN.read_text(), "report.md differs from tests/golden/report.md"
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 5 and "src='figures/" not in page  # self-contained
+    assert page.count("data:image/png;base64,") == 7 and "src='figures/" not in page  # self-contained
     assert len(pd.read_csv(out / "runs.csv")) == 12
     # the same records give the same report, byte for byte
     again = tmp_path / "again"
@@ -170,3 +176,133 @@ def test_a_baseline_row_is_marked_never_best_and_not_ranked(tmp_path):
     assert labels[-1] == "question_only (baseline)" and "(baseline)" in table.note
     assert (labels.index("ban"), 2) in table.best and (len(labels) - 1, 2) not in table.best
     assert "question_only" not in {r[0] for r in ranking_table(runs, summary).rows}
+
+
+# --- statistics over seeds (alignbench.results.stats), against independent computations ---
+
+def _percentile_bootstrap(values, resamples=20000, seed=1):
+    """An independent percentile bootstrap of the mean (numpy only)."""
+    rng = np.random.default_rng(seed)
+    values = np.asarray(values, dtype=float)
+    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
+    return np.percentile(means, [2.5, 97.5])
+
+
+@pytest.mark.parametrize("values", [[51.2, 55.0, 58.3, 49.9, 60.1], [0.1, 0.4, 0.35], [70.0, 66.0, 71.5, 69.0, 64.0, 68.2]])
+def test_mean_ci_agrees_with_an_independent_bootstrap(values):
+    low, high = stats.mean_ci(values)
+    ref_low, ref_high = _percentile_bootstrap(values)
+    spread = max(values) - min(values)
+    assert low == pytest.approx(ref_low, abs=0.03 * spread) and high == pytest.approx(ref_high, abs=0.03 * spread)
+    assert low <= np.mean(values) <= high
+
+
+def test_mean_ci_edge_cases():
+    assert all(math.isnan(v) for v in stats.mean_ci([3.0]))  # one seed: no interval
+    assert stats.mean_ci([2.0, 2.0, 2.0]) == (2.0, 2.0)
+    assert stats.mean_ci([1.0, float("nan"), 3.0])[0] >= 1.0  # NaN left out
+
+
+def test_probability_of_improvement_is_the_share_of_pairs_won():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        x = {s: float(v) for s, v in enumerate(rng.integers(0, 6, size=5))}
+        y = {s: float(v) for s, v in enumerate(rng.integers(0, 6, size=5))}
+        brute = sum((a > b) + 0.5 * (a == b) for a in x.values() for b in y.values()) / 25
+        assert stats.probability_of_improvement(x, y) == pytest.approx(brute)
+        assert stats.probability_of_improvement(x, y, direction=-1) == pytest.approx(1 - brute)
+    assert math.isnan(stats.probability_of_improvement({0: 1.0}, {0: 2.0}, direction=0))
+
+
+def test_difference_ci_pairs_seeds_and_falls_back_to_independent_samples():
+    x = {0: 10.0, 1: 20.0, 2: 30.0, 3: 40.0}
+    y = {0: 9.0, 1: 19.5, 2: 28.0, 3: 39.0}  # per seed: +1, +0.5, +2, +1: tightly above 0 once paired
+    delta, low, high = stats.difference_ci(x, y)
+    assert delta == pytest.approx(1.125) and (low, high) == stats.mean_ci([1.0, 0.5, 2.0, 1.0])
+    assert stats.separated(low, high)
+    unpaired = stats.difference_ci({0: 10.0, 1: 20.0, 2: 30.0, 3: 40.0}, {4: 9.0, 5: 19.5, 6: 28.0, 7: 39.0})
+    assert unpaired[0] == pytest.approx(1.125) and not stats.separated(unpaired[1], unpaired[2])  # seed spread dominates
+
+
+def test_rank_first_probability():
+    always = {"a": {0: 3.0, 1: 3.0, 2: 3.0}, "b": {0: 1.0, 1: 2.0, 2: 1.5}}
+    assert stats.rank_first_probability({"t1": always, "t2": always}) == {"a": 1.0, "b": 0.0}
+    swapped = {"t1": {"a": {0: 2.0, 1: 2.0}, "b": {0: 1.0, 1: 1.0}}, "t2": {"a": {0: 1.0, 1: 1.0}, "b": {0: 2.0, 1: 2.0}}}
+    assert stats.rank_first_probability(swapped) == {"a": 0.5, "b": 0.5}  # tied mean ranks share first place
+    # overlapping seeds: the winner is uncertain, and the shares add up to 1
+    close = {"t": {"a": {0: 5.0, 1: 1.0, 2: 4.0}, "b": {0: 3.0, 1: 3.0, 2: 3.0}}}
+    first = stats.rank_first_probability(close)
+    assert 0.2 < first["a"] < 0.9 and first["a"] + first["b"] == pytest.approx(1.0)
+
+
+def test_bold_only_when_the_best_is_separated_from_the_runner_up(tmp_path):
+    # dot and ban trade places seed by seed: the best mean is not separated, nothing is bold
+    for score, accs in {"dot": (60.0, 70.0, 62.0), "ban": (66.0, 61.0, 67.0), "scaled_dot": (50.0, 51.0, 49.0)}.items():
+        for seed, acc in enumerate(accs):
+            write_json_atomic(tmp_path / score / f"seed{seed}" / "run.json",
+                              fake_record("vqa", score, seed, {"test/vqa_acc": acc}))
+    runs = collect_runs([tmp_path]).runs
+    table = task_table("vqa", "synthetic", runs, aggregate(runs))
+    assert not table.best
+    assert "The top scores on accuracy are indistinguishable: ban − dot = [" in table.note
+
+
+def test_summary_and_report_carry_intervals_and_the_probability_of_improvement(tmp_path):
+    root = fabricate(tmp_path / "runs")
+    out = tmp_path / "report"
+    assert main(["report", str(root), "--out", str(out), "--ref", "dot"]) == 0
+    summary = pd.read_csv(out / "summary.csv")
+    assert {"ci_low", "ci_high", "p_better_than_ref"} <= set(summary.columns)
+    ban = summary[(summary.score == "ban") & (summary.metric == "test/vqa_acc")].iloc[0]
+    assert (ban["ci_low"], ban["ci_high"]) == (66.0, 70.0) and ban["p_better_than_ref"] == 1.0  # vs dot 60, 62
+    assert math.isnan(summary[(summary.score == "dot") & (summary.metric == "test/vqa_acc")]["p_better_than_ref"].iloc[0])
+    report = (out / "report.md").read_text()
+    assert "accuracy 95% CI" in report and "P(> dot)" in report and "P(rank 1)" in report
+    assert (out / "figures" / "vqa_synthetic_difference.png").is_file()
+    assert main(["report", str(root), "--out", str(out), "--ref", "nope"]) == 2
+
+
+def test_the_report_warns_when_runs_come_from_different_code_versions(tmp_path):
+    for seed, version in enumerate(["0.1.0+gaaaa", "0.1.0+gbbbb", "0.1.0+gbbbb"]):
+        record = fake_record("vqa", "dot", seed, {"test/vqa_acc": 50.0 + seed})
+        record["code_version"] = version
+        write_json_atomic(tmp_path / "runs" / f"seed{seed}" / "run.json", record)
+    write_report([tmp_path / "runs"], tmp_path / "report")
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "Warning: these runs come from 2 versions of the code (0.1.0+gbbbb: 2 run(s); 0.1.0+gaaaa: 1 run(s))" in report
+    record = fake_record("vqa", "dot", 0, {"test/vqa_acc": 50.0})
+    write_json_atomic(tmp_path / "one" / "run.json", {**record, "code_version": "0.1.0+gaaaa"})
+    write_report([tmp_path / "one"], tmp_path / "report1")
+    assert "Warning" not in (tmp_path / "report1" / "report.md").read_text()
+
+
+def _claim_runs(tmp_path, table):
+    """Records of a VQA comparison: score → per-seed accuracy (and, for ban, glimpse entropies)."""
+    targets = {"ban": "alignbench.scores.ban.BANScore", "coattention": "alignbench.scores.coattention.CoAttentionScore",
+               "dot": "alignbench.scores.dot.DotScore", "uniform": "alignbench.scores.uniform.UniformScore"}
+    for score, accs in table.items():
+        for seed, acc in enumerate(accs):
+            metrics = {"test/vqa_acc": acc, "test/tau_ig": 0.2 + 0.01 * seed, "test/tau_loo": 0.3}
+            if score == "ban":
+                metrics.update({"test/attn_entropy_g0": 40.0 + seed, "test/attn_entropy_g1": 70.0 - seed})
+            record = fake_record("vqa", score, seed, metrics)
+            record["config"]["score"] = {"_target_": targets[score]}
+            write_json_atomic(tmp_path / score / f"seed{seed}" / "run.json", record)
+    runs = collect_runs([tmp_path])
+    return {v.claim.split(":")[0]: v for v in claims.check_claims(runs.runs, runs.records)}
+
+
+def test_claims_are_reproduced_refuted_or_undecided_by_the_intervals(tmp_path):
+    verdicts = _claim_runs(tmp_path / "a", {"ban": (70.0, 71.0, 72.0), "coattention": (65.0, 64.0, 66.0),
+                                            "dot": (60.0, 61.0, 60.5), "uniform": (50.0, 50.0, 51.0)})
+    assert verdicts["BAN Table 2"].verdict == "reproduced"
+    assert verdicts["BAN Fig. 2d"].verdict == "reproduced"
+    assert verdicts["Jain & Wallace 2019"].verdict == "reproduced"  # every τ interval below 0.5
+    assert verdicts["Wiegreffe & Pinter 2019"].verdict == "reproduced"
+    assert "3 of 3 scores above" in verdicts["Wiegreffe & Pinter 2019"].evidence
+    verdicts = _claim_runs(tmp_path / "b", {"ban": (60.0, 61.0, 62.0), "coattention": (65.0, 64.0, 66.0),
+                                            "dot": (60.0, 70.0, 55.0), "uniform": (75.0, 76.0, 77.0)})
+    assert verdicts["BAN Table 2"].verdict == "refuted"  # ban below coattention on every seed
+    assert verdicts["Wiegreffe & Pinter 2019"].verdict == "refuted"  # every score below uniform
+    verdicts = _claim_runs(tmp_path / "c", {"ban": (70.0,), "coattention": (65.0,), "dot": (60.0,), "uniform": (50.0,)})
+    assert {v.verdict for v in verdicts.values()} == {"undecided"}  # one seed decides nothing

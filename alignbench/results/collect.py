@@ -20,7 +20,7 @@ from ..files import RECORD_NAME
 
 ID_COLUMNS = ("task", "data", "score", "seed")
 INFO_COLUMNS = ("baseline", "params", "score_params", "train_seconds", "wall_seconds", "analysis_seconds",
-                "config_hash", "run_dir")
+                "epochs", "config_hash", "code_version", "run_dir")
 
 
 @dataclass

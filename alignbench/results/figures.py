@@ -35,7 +35,9 @@ def _save(fig, path: Path) -> Path:
 
 
 def metric_bars(task: str, data: str, runs: pd.DataFrame, summary: pd.DataFrame, path: Path) -> Path | None:
-    """One panel per metric of the task: a bar per score (mean) with the std over seeds."""
+    """One panel per metric of the task: a point per score (mean) with its 95% bootstrap interval
+    over seeds (the std where there is no interval). The value axis spans the data, not 0: the
+    differences between scores stay visible."""
     group_runs = runs[(runs["task"] == task) & (runs["data"] == data)]
     specs = [s for s in task_metrics(task, group_runs) if not s[0].startswith("test/vqa_acc/")]
     if not specs:
@@ -47,13 +49,56 @@ def metric_bars(task: str, data: str, runs: pd.DataFrame, summary: pd.DataFrame,
     fig, axes = subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False)
     for ax, (metric, label, _) in zip(axes.flat, specs):
         stats = group[group["metric"] == metric].set_index("score").reindex(scores)
-        ax.bar(range(len(scores)), stats["mean"], yerr=stats["std"].fillna(0), capsize=3, color="#4c72b0")
+        mean = stats["mean"].to_numpy(dtype=float)
+        low = stats["ci_low"].to_numpy(dtype=float) if "ci_low" in stats else np.full(len(scores), np.nan)
+        high = stats["ci_high"].to_numpy(dtype=float) if "ci_high" in stats else np.full(len(scores), np.nan)
+        std = stats["std"].fillna(0).to_numpy(dtype=float)
+        below = np.where(np.isnan(low), std, mean - low)
+        above = np.where(np.isnan(high), std, high - mean)
+        ax.errorbar(range(len(scores)), mean, yerr=[below, above], fmt="o", markersize=4, capsize=3, color="#4c72b0")
         ax.set_xticks(range(len(scores)), scores, rotation=60, ha="right", fontsize=7)
         ax.set_title(label, fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
+        ax.grid(axis="y", alpha=0.3)
     for ax in list(axes.flat)[len(specs):]:
         ax.axis("off")
-    fig.suptitle(f"{task} on {data}: mean ± std over seeds", fontsize=10)
+    fig.suptitle(f"{task} on {data}: mean and 95% bootstrap interval over seeds", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def difference_plot(task: str, data: str, runs: pd.DataFrame, reference: str, path: Path) -> Path | None:
+    """A forest plot: each score's paired difference to ``reference`` on the task's primary
+    metric with its 95% bootstrap interval, a line at 0. None without the reference or with
+    fewer than two scores."""
+    from .stats import difference_ci, separated
+    from .tables import baselines, by_seed
+
+    group = runs[(runs["task"] == task) & (runs["data"] == data)]
+    metric = primary_metric(task, group)
+    if metric is None or reference not in set(group["score"]):
+        return None
+    marked = baselines(group)
+    ref = by_seed(group[group["score"] == reference], metric)
+    rows = []
+    for score in sorted(set(group["score"]) - {reference}):
+        delta, low, high = difference_ci(by_seed(group[group["score"] == score], metric), ref)
+        if not math.isnan(delta):
+            rows.append((delta, score + (" (baseline)" if score in marked else ""), low, high))
+    if not rows:
+        return None
+    rows.sort()
+    fig, ax = subplots(figsize=(6, 0.32 * len(rows) + 1.2))
+    for i, (delta, label, low, high) in enumerate(rows):
+        colour = "#4c72b0" if separated(low, high) else "#999999"
+        if not math.isnan(low):
+            ax.plot([low, high], [i, i], color=colour, linewidth=2)
+        ax.plot([delta], [i], "o", color=colour, markersize=5)
+    ax.axvline(0, color="#c44e52", linewidth=1)
+    ax.set_yticks(range(len(rows)), [r[1] for r in rows], fontsize=8)
+    ax.set_xlabel(f"Δ {metric[len('test/'):]} vs {reference} (95% bootstrap interval; grey: includes 0)", fontsize=8)
+    ax.set_title(f"{task} on {data}: difference to {reference}", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -20,8 +20,10 @@ import pandas as pd
 
 from ..config import data_config
 from .collect import RunSet, collect_runs
-from .figures import attention_heatmaps, deletion_curves, entropy_per_map, metric_bars, validation_curves
-from .tables import (Table, aggregate, interpretability_table, most_and_least, ranking_table, task_groups,
+from .claims import check_claims, claims_table
+from .figures import (attention_heatmaps, deletion_curves, difference_plot, entropy_per_map, metric_bars,
+                      validation_curves)
+from .tables import (BASELINE, Table, aggregate, interpretability_table, most_and_least, ranking_table, task_groups,
                      task_table)
 
 TASK_TITLES = {"vqa": "Visual question answering", "retrieval": "Image-text retrieval", "t2i": "Text-to-image",
@@ -128,22 +130,71 @@ def _relative(path: str | Path, base: Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), base.resolve())).as_posix()
 
 
-def build_report(runs: RunSet, sources: list[str], staging: Path, out: Path | None = None) -> list[str]:
+CONVERGED = "experiments/converged"  # the committed converged comparison
+
+
+def _code_versions(runs: RunSet) -> str:
+    """A warning when the runs come from more than one version of the code, else ''."""
+    counts: dict[str, int] = {}
+    for run_dir in runs.runs.get("run_dir", []):
+        version = str(runs.records[run_dir].get("code_version") or "unknown (recorded before code_version)")
+        counts[version] = counts.get(version, 0) + 1
+    if len(counts) < 2:
+        return ""
+    listed = "; ".join(f"{v}: {n} run(s)" for v, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return (f"Warning: these runs come from {len(counts)} versions of the code ({listed}); differences between "
+            "scores may include differences between code versions.")
+
+
+def _budget(runs: RunSet) -> str:
+    """What the training budget of the runs means for reading them."""
+    stopping = [((runs.records[d].get("config") or {}).get("early_stopping") or {}).get("patience")
+                for d in runs.runs.get("run_dir", [])]
+    if not stopping:
+        return ""
+    if all(p is None for p in stopping):
+        return ("A quick look: every run trained for a fixed number of epochs, so a difference between scores "
+                "says how fast a score learns as much as what it reaches. The converged comparison "
+                f"(`alignbench compare preset=converged seeds=5`, committed in {CONVERGED}/) trains every run "
+                "until validation stops improving.")
+    if all(p is not None for p in stopping):
+        early = sum(bool(runs.records[d].get("stopped_early")) for d in runs.runs["run_dir"])
+        return (f"Converged: every run trained until its validation metric had not improved for its patience "
+                f"(early stopping; {early} of {len(stopping)} runs stopped before their epoch bound), and its best "
+                "epoch is tested.")
+    return "The runs mix fixed-budget and early-stopped training."
+
+
+def build_report(runs: RunSet, sources: list[str], staging: Path, out: Path | None = None,
+                 reference: str | None = None) -> list[str]:
     """Write the report files into ``staging`` (to be moved into ``out``); return their
     names relative to it. Paths in the report are relative to ``out``, so the results
-    folder can move."""
+    folder can move. ``reference``: the score every other is compared with (Δ, P(>);
+    default ``scaled_dot``)."""
+    reference = reference or BASELINE
     base = Path(out) if out is not None else staging
     sources = [_relative(s, base) for s in sources]
     figures = staging / "figures"
-    summary = aggregate(runs.runs) if len(runs.runs) else pd.DataFrame(columns=["task", "data", "score", "metric",
-                                                                              "n", "mean", "std"])
+    summary = aggregate(runs.runs, reference) if len(runs.runs) else pd.DataFrame(
+        columns=["task", "data", "score", "metric", "n", "mean", "std", "ci_low", "ci_high", "p_better_than_ref"])
     doc = _Doc()
     doc.heading(1, "alignbench report")
     doc.para(f"{len(runs.runs)} completed run(s) from {', '.join(sources)}; {len(runs.skipped)} skipped. "
              "Only the attention score function differs within a comparison.")
+    for text in (_budget(runs), _code_versions(runs)):
+        if text:
+            doc.para(text)
     if len(runs.runs):
+        doc.para(f"Statistics: every score of a comparison trains with the same seeds, and a seed gives every score "
+                 f"the same data order and initial shared weights, so results are compared seed by seed. 95% "
+                 f"intervals are percentile bootstraps over seeds; with few seeds they are optimistic (3 seeds "
+                 f"have 10 distinct resamples): read them from 5 seeds or more. Reference score: {reference}.")
         doc.heading(2, "Cross-task ranking")
         doc.table(ranking_table(runs.runs, summary))
+        verdicts = check_claims(runs.runs, runs.records)
+        if verdicts:
+            doc.heading(2, "Claims")
+            doc.table(claims_table(verdicts))
     groups = task_groups(runs.runs)
     for task, data in groups:
         doc.heading(2, f"{TASK_TITLES.get(task, task)}: {data}")
@@ -151,7 +202,7 @@ def build_report(runs: RunSet, sources: list[str], staging: Path, out: Path | No
         settings = _settings([runs.records[d] for d in group_runs["run_dir"]])
         if settings:
             doc.para(settings)
-        doc.table(task_table(task, data, runs.runs, summary))
+        doc.table(task_table(task, data, runs.runs, summary, reference))
         if task == "t2i" and _ceiling(group_runs):
             doc.para(_ceiling(group_runs))
         if task == "grounding" and "test/phrase_upper_bound" in group_runs.columns:
@@ -160,6 +211,8 @@ def build_report(runs: RunSet, sources: list[str], staging: Path, out: Path | No
         slug = _slug(task, data)
         drawn = [
             (metric_bars(task, data, runs.runs, summary, figures / f"{slug}_metrics.png"), "metrics per score"),
+            (difference_plot(task, data, runs.runs, reference, figures / f"{slug}_difference.png"),
+             f"difference to {reference}"),
             (validation_curves(task, data, runs, figures / f"{slug}_val_curves.png"), "validation curves"),
             (entropy_per_map(task, data, runs.runs, summary, figures / f"{slug}_entropy.png"), "attention entropy per map"),
             (attention_heatmaps(task, data, runs, figures / f"{slug}_attention.png"), "attention maps, same examples"),
@@ -215,15 +268,15 @@ def build_report(runs: RunSet, sources: list[str], staging: Path, out: Path | No
     return sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
 
 
-def write_report(dirs: list[str | Path], out: str | Path) -> Path:
-    """Collect the records under ``dirs`` and write the report into ``out``; returns the
-    path of ``report.md``."""
+def write_report(dirs: list[str | Path], out: str | Path, reference: str | None = None) -> Path:
+    """Collect the records under ``dirs`` and write the report into ``out`` (``reference``: the
+    score the others are compared with); returns the path of ``report.md``."""
     runs = collect_runs(dirs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
     try:
-        names = build_report(runs, [str(d) for d in dirs], staging, out)
+        names = build_report(runs, [str(d) for d in dirs], staging, out, reference)
         for name in names:  # figures first, the pages that show them last
             target = out / name
             target.parent.mkdir(parents=True, exist_ok=True)

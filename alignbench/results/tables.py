@@ -74,17 +74,58 @@ def primary_metric(task: str, runs: pd.DataFrame) -> str | None:
     return specs[0][0] if specs else None
 
 
-def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
+def metric_direction(task: str, metric: str) -> int:
+    """+1 when a higher ``metric`` is better for ``task``, -1 when lower is, 0 when neither
+    (entropy, chance levels, costs) or unknown."""
+    if metric.startswith("test/vqa_acc/"):
+        return 1
+    for name, _, direction in TASK_METRICS.get(task, []) + INTERPRETABILITY:
+        if name == metric:
+            return direction
+    return 0
+
+
+def by_seed(runs: pd.DataFrame, metric: str) -> dict[int, float]:
+    """``metric`` of ``runs`` (one score's) per seed (the mean if a seed ran twice), NaN left out."""
+    if metric not in runs.columns:
+        return {}
+    values = pd.to_numeric(runs[metric], errors="coerce")
+    per_seed = values.groupby(runs["seed"]).mean().dropna()
+    return {int(seed): float(v) for seed, v in per_seed.items()}
+
+
+def aggregate(runs: pd.DataFrame, reference: str = BASELINE) -> pd.DataFrame:
     """Long summary: one row per (task, data, score, metric) with ``n``, ``mean``, ``std``
-    (sample std over seeds; NaN for one seed). Metrics are the ``test/`` columns and the
-    info columns ``params``, ``score_params``, ``train_seconds``."""
+    (sample std over seeds; NaN for one seed), ``ci_low``/``ci_high`` (95% bootstrap interval of
+    the mean over seeds, :func:`~alignbench.results.stats.mean_ci`; NaN for one seed) and
+    ``p_better_than_ref`` (probability that the score does better than ``reference`` on a
+    seed, :func:`~alignbench.results.stats.probability_of_improvement`; NaN for metrics with
+    no better direction, the reference itself or a comparison without it). Metrics are the
+    ``test/`` columns and the info columns ``params``, ``score_params``, ``train_seconds``,
+    ``analysis_seconds``."""
+    from .stats import mean_ci, probability_of_improvement
+
     value_cols = [c for c in runs.columns if c.startswith("test/")] + ["params", "score_params", "train_seconds",
                                                                        "analysis_seconds"]
+    value_cols = [c for c in value_cols if c in runs.columns]
     long = runs.melt(id_vars=["task", "data", "score", "seed"], value_vars=value_cols, var_name="metric")
     long["value"] = pd.to_numeric(long["value"], errors="coerce")
     long = long.dropna(subset=["value"])
-    grouped = long.groupby(["task", "data", "score", "metric"], sort=True)["value"]
-    out = pd.DataFrame({"n": grouped.count(), "mean": grouped.mean(), "std": grouped.std(ddof=1)}).reset_index()
+    rows = []
+    for (task, data, metric), part in long.groupby(["task", "data", "metric"], sort=True):
+        per_score = {score: {int(k): float(v) for k, v in values.groupby(values.index).mean().items()}
+                     for score, values in ((sc, g.set_index("seed")["value"]) for sc, g in part.groupby("score"))}
+        direction = metric_direction(task, metric)
+        for score, values in sorted(per_score.items()):
+            raw = part.loc[part["score"] == score, "value"]
+            low, high = mean_ci(list(values.values()))
+            better = (probability_of_improvement(values, per_score[reference], direction)
+                      if reference in per_score and score != reference else float("nan"))
+            rows.append({"task": task, "data": data, "score": score, "metric": metric, "n": int(raw.count()),
+                         "mean": float(raw.mean()), "std": float(raw.std(ddof=1)) if raw.count() > 1 else float("nan"),
+                         "ci_low": low, "ci_high": high, "p_better_than_ref": better})
+    columns = ["task", "data", "score", "metric", "n", "mean", "std", "ci_low", "ci_high", "p_better_than_ref"]
+    out = pd.DataFrame(rows, columns=columns)
     return out.sort_values(["task", "data", "score", "metric"], kind="stable").reset_index(drop=True)
 
 
@@ -121,26 +162,53 @@ def ordered_scores(group_runs: pd.DataFrame) -> list[str]:
     return sorted(group_runs["score"].unique(), key=lambda s: (s in marked, s))
 
 
-def _metric_rows(group_runs: pd.DataFrame, group: pd.DataFrame, scores: list[str],
-                 specs: list[tuple[str, str, int]]) -> tuple[list[list[str]], set[tuple[int, int]]]:
-    """Rows ``[score, seeds, metric cells…]`` and the best cells among the scores (per
-    column, by direction; none when all are equal; a baseline is never marked best and its
-    label says ``(baseline)``)."""
+def top_two(group_runs: pd.DataFrame, group: pd.DataFrame, scores: list[str], metric: str,
+            direction: int) -> tuple[str | None, str | None, tuple[float, float, float]]:
+    """The best and the runner-up score by mean ``metric`` (by ``direction``; baselines left
+    out) and the paired difference best − runner-up with its 95% interval."""
+    from .stats import difference_ci
+
     marked = baselines(group_runs)
-    means = {m: [_stat(group, s, m)[0] for s in scores if s not in marked] for m, _, _ in specs}
-    rows, best = [], set()
-    for i, score in enumerate(scores):
+    means = [(_stat(group, s, metric)[0], s) for s in scores if s not in marked]
+    means = sorted(((m, s) for m, s in means if not math.isnan(m)), key=lambda t: (-direction * t[0], t[1]))
+    if len(means) < 2 or not direction:
+        return (means[0][1] if means else None), None, (math.nan, math.nan, math.nan)
+    best, runner = means[0][1], means[1][1]
+    diff = difference_ci(by_seed(group_runs[group_runs["score"] == best], metric),
+                         by_seed(group_runs[group_runs["score"] == runner], metric))
+    return best, runner, diff
+
+
+def _metric_rows(group_runs: pd.DataFrame, group: pd.DataFrame, scores: list[str],
+                 specs: list[tuple[str, str, int]]) -> tuple[list[list[str]], set[tuple[int, int]], list[str]]:
+    """Rows ``[score, seeds, metric cells…]``, the best cells among the scores and the labels
+    of the columns whose top scores are indistinguishable. A column's best is marked only when
+    it is separated from the runner-up: the 95% interval of their (paired) difference excludes
+    0. A baseline is never marked best and its label says ``(baseline)``."""
+    from .stats import separated
+
+    marked = baselines(group_runs)
+    rows, best, tied = [], set(), []
+    for score in scores:
         label = f"{score} (baseline)" if score in marked else score
         row = [label, str(int((group_runs["score"] == score).sum()))]
-        for j, (metric, _, direction) in enumerate(specs):
+        for metric, _, _ in specs:
             mean, std, _ = _stat(group, score, metric)
             row.append(fmt_mean_std(mean, std))
-            column = [v for v in means[metric] if not math.isnan(v)]
-            if (direction and score not in marked and len(set(column)) > 1 and not math.isnan(mean)
-                    and mean == (max(column) if direction > 0 else min(column))):
-                best.add((i, 2 + j))
         rows.append(row)
-    return rows, best
+    for j, (metric, label, direction) in enumerate(specs):
+        if not direction:
+            continue
+        top, runner, (_, low, high) = top_two(group_runs, group, scores, metric, direction)
+        if top is None or runner is None:
+            continue
+        if _stat(group, top, metric)[0] == _stat(group, runner, metric)[0]:
+            continue  # all equal at the top: nothing to mark
+        if separated(low, high):
+            best.add((scores.index(top), 2 + j))
+        else:
+            tied.append(label)
+    return rows, best, tied
 
 
 INTERPRETABILITY = [("test/pointing_acc", "pointing acc", 1), ("test/pointing_chance", "pointing chance", 0),
@@ -194,10 +262,10 @@ def interpretability_table(task: str, data: str, runs: pd.DataFrame, summary: pd
     specs = specs[:at] + per_stage + specs[at:]
     group = summary[(summary["task"] == task) & (summary["data"] == data)]
     scores = [s for s in ordered_scores(group_runs) if s not in baselines(group_runs)]  # baselines have no attention
-    rows, best = _metric_rows(group_runs, group, scores, specs)
+    rows, best, _ = _metric_rows(group_runs, group, scores, specs)
     for score, row in zip(scores, rows):
         row.append(fmt(_stat(group, score, "analysis_seconds")[0], 0))
-    note = INTERPRETABILITY_NOTES.get(task, INTERPRETABILITY_NOTES["vqa"])
+    note = INTERPRETABILITY_NOTES.get(task, INTERPRETABILITY_NOTES["vqa"]) + " " + BOLD_RULE
     columns = ["score", "seeds"] + [lab for _, lab, _ in specs] + ["analysis s"]
     return Table(f"Interpretability: {task} on {data}", columns, rows, best, note)
 
@@ -211,27 +279,64 @@ def most_and_least(task: str, data: str, summary: pd.DataFrame, metric: str) -> 
     return str(ordered.iloc[0]["score"]), str(ordered.iloc[-1]["score"])
 
 
-def task_table(task: str, data: str, runs: pd.DataFrame, summary: pd.DataFrame) -> Table:
-    """One row per score: each metric as mean ± std over seeds (best per column marked),
-    the number of seeds, a delta of the primary metric to ``scaled_dot``, params, train time."""
+BOLD_RULE = ("Bold: a column's best, only where the 95% bootstrap interval of its paired per-seed difference to "
+             "the runner-up excludes 0.")
+
+
+def _interval(low: float, high: float, digits: int = 2) -> str:
+    return "–" if math.isnan(low) or math.isnan(high) else f"[{fmt(low, digits)}, {fmt(high, digits)}]"
+
+
+def task_table(task: str, data: str, runs: pd.DataFrame, summary: pd.DataFrame, reference: str = BASELINE) -> Table:
+    """One row per score: each metric as mean ± std over seeds (a column's best marked where it
+    is separated from the runner-up), the number of seeds, and for the primary metric the 95%
+    interval of the mean, the paired difference to ``reference`` with its 95% interval and the
+    probability of doing better than it on a seed; params, train time."""
+    from .stats import difference_ci
+
     group_runs = runs[(runs["task"] == task) & (runs["data"] == data)]
     group = summary[(summary["task"] == task) & (summary["data"] == data)]
     specs = task_metrics(task, group_runs)
     primary = primary_metric(task, group_runs)
     scores = ordered_scores(group_runs)
-    has_baseline = BASELINE in scores and primary is not None
+    labels = dict((m, lab) for m, lab, _ in specs)
     columns = ["score", "seeds"] + [label for _, label, _ in specs]
-    if has_baseline:
-        columns.append(f"Δ {dict((m, lab) for m, lab, _ in specs)[primary]} vs {BASELINE}")
+    has_reference = reference in scores and primary is not None
+    if primary is not None:
+        columns.append(f"{labels[primary]} 95% CI")
+    if has_reference:
+        columns += [f"Δ {labels[primary]} vs {reference} [95% CI]", f"P(> {reference})"]
     columns += [label for _, label, _ in INFO]
-    rows, best = _metric_rows(group_runs, group, scores, specs)
-    for i, (score, row) in enumerate(zip(scores, rows)):
-        if has_baseline:
-            delta = _stat(group, score, primary)[0] - _stat(group, BASELINE, primary)[0]
-            row.append("–" if score == BASELINE else f"{delta:+.2f}")
+    rows, best, tied = _metric_rows(group_runs, group, scores, specs)
+    reference_values = by_seed(group_runs[group_runs["score"] == reference], primary) if has_reference else {}
+    for score, row in zip(scores, rows):
+        if primary is not None:
+            hit = group[(group["score"] == score) & (group["metric"] == primary)]
+            row.append(_interval(*(hit[["ci_low", "ci_high"]].iloc[0] if len(hit) else (math.nan, math.nan))))
+        if has_reference:
+            if score == reference:
+                row += ["–", "–"]
+            else:
+                delta, low, high = difference_ci(by_seed(group_runs[group_runs["score"] == score], primary),
+                                                 reference_values)
+                interval = _interval(low, high)
+                row.append(f"{delta:+.2f}" + ("" if interval == "–" else f" {interval}"))
+                p = group[(group["score"] == score) & (group["metric"] == primary)]["p_better_than_ref"]
+                row.append(fmt(float(p.iloc[0]) if len(p) else math.nan, 2))
         row.append(fmt(_stat(group, score, "params")[0], 0))
         row.append(fmt(_stat(group, score, "train_seconds")[0], 0))
-    note = "Mean ± sample std over seeds (no std for one seed); best per column in bold (unless all are equal)."
+    note = ("Mean ± sample std over seeds (no std for one seed). 95% CI: percentile bootstrap of the mean over "
+            "seeds. " + BOLD_RULE)
+    if has_reference:
+        note += (f" Δ: mean per-seed difference to {reference} (paired seeds) with its 95% bootstrap interval; "
+                 f"P(> {reference}): probability that the score does better than {reference} on a seed "
+                 "(Mann–Whitney statistic, as rliable).")
+    if primary is not None and labels[primary] in tied:
+        top, runner, (_, low, high) = top_two(group_runs, group, scores, primary, 1)
+        note += (f" The top scores on {labels[primary]} are indistinguishable: {top} − {runner} = "
+                 f"{_interval(low, high)} includes 0" if not math.isnan(low) else
+                 f" The top scores on {labels[primary]} are indistinguishable with one seed")
+        note += "."
     if baselines(group_runs):
         note += (" (baseline): a model without the attention under study (VQA: question-only, it never sees the "
                  "image), never marked best.")
@@ -242,8 +347,13 @@ def task_table(task: str, data: str, runs: pd.DataFrame, summary: pd.DataFrame) 
 
 def ranking_table(runs: pd.DataFrame, summary: pd.DataFrame) -> Table:
     """Mean rank of each score over the (task, data) comparisons, by each one's primary
-    metric (rank 1 = best; ties share the lower rank)."""
+    metric (rank 1 = best; ties share the lower rank), and the probability that the score
+    ranks first when every comparison's seeds are resampled
+    (:func:`~alignbench.results.stats.rank_first_probability`)."""
+    from .stats import rank_first_probability
+
     ranks: dict[str, dict[str, float]] = {}
+    comparisons: dict[str, dict[str, dict[int, float]]] = {}
     groups = task_groups(runs)
     labels = []
     for task, data in groups:
@@ -258,15 +368,20 @@ def ranking_table(runs: pd.DataFrame, summary: pd.DataFrame) -> Table:
         series = stats.set_index("score")["mean"]
         for score, rank in series.rank(ascending=False, method="min").items():
             ranks.setdefault(score, {})[label] = float(rank)
+        comparisons[label] = {score: by_seed(group_runs[group_runs["score"] == score], metric) for score in series.index}
+    first = rank_first_probability(comparisons)
     order = sorted(ranks, key=lambda s: (sum(ranks[s].values()) / len(ranks[s]), s))
     rows = []
     for score in order:
         mean_rank = sum(ranks[score].values()) / len(ranks[score])
-        rows.append([score, fmt(mean_rank, 2), str(len(ranks[score]))] + [fmt(ranks[score].get(lab, float("nan")), 0)
-                                                                          for lab in labels])
+        rows.append([score, fmt(mean_rank, 2), fmt(first.get(score, math.nan), 2), str(len(ranks[score]))]
+                    + [fmt(ranks[score].get(lab, float("nan")), 0) for lab in labels])
     best = {(0, 1)} if rows and (len(rows) == 1 or rows[0][1] != rows[1][1]) else set()  # a unique best only
-    return Table("Cross-task ranking", ["score", "mean rank", "comparisons"] + labels, rows, best,
+    return Table("Cross-task ranking", ["score", "mean rank", "P(rank 1)", "comparisons"] + labels, rows, best,
                  "Rank of each score by the primary metric of each comparison (VQA accuracy, retrieval rsum, "
                  "text-to-image attribute accuracy where a detector reads the objects, else R-precision, phrase "
                  "grounding R@1), 1 = best; "
-                 "mean over the comparisons the score took part in; baselines are not ranked.")
+                 "mean over the comparisons the score took part in; baselines are not ranked. P(rank 1): how often "
+                 "the score has the best mean rank when each comparison's seeds are resampled with replacement "
+                 "(the same seeds for every score; ties share first place); with one seed per score it is 1 for "
+                 "the best mean rank.")

@@ -1,0 +1,215 @@
+"""Published claims about attention, tested on the runs a report reads.
+
+Each claim is tested per comparison (task, data) that holds the scores it needs and gets a
+verdict — ``reproduced``, ``refuted`` or ``undecided`` — with the numbers behind it: means
+over seeds and 95% bootstrap intervals of paired per-seed differences
+(:mod:`alignbench.results.stats`). A difference "holds" when its interval lies above 0 and
+"fails" when it lies below; an interval that includes 0 decides nothing. With one seed there
+is no interval, so every verdict is ``undecided``.
+
+- **BAN, Table 2** (Kim et al. 2018): bilinear attention > co-attention ≥ uni-attention. Here
+  ``ban`` against ``coattention`` (Lu et al.'s parallel co-attention), and ``coattention``
+  against the best uni-attention score (the row-normalised scores other than the ``uniform``
+  control, best by mean). Reproduced when ``ban − coattention`` holds and
+  ``coattention − best uni`` does not fail; refuted when either fails.
+- **BAN, Fig. 2d**: a multi-glimpse BAN settles at distinct attention entropies per glimpse.
+  Reproduced when the difference of every pair of glimpses' entropies holds or fails (is not
+  0); refuted when every interval lies within ±2 entropy points (the glimpses are alike).
+- **Jain & Wallace 2019**: attention agrees only weakly with gradient and leave-one-out
+  importance. Per score, Kendall τ with integrated gradients and with leave-one-out;
+  reproduced when every interval lies below 0.5, refuted when some lies above 0.5.
+- **Wiegreffe & Pinter 2019**: learned attention beats uniform attention. Each score's
+  difference to ``uniform`` on the primary metric; reproduced when some score's holds,
+  refuted when every score's fails, undecided otherwise (the counts are given).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from dataclasses import dataclass
+from importlib import import_module
+
+import pandas as pd
+
+from .stats import difference_ci, mean_ci
+from .tables import Table, baselines, by_seed, fmt, primary_metric, task_groups
+
+WEAK_TAU = 0.5  # Kendall τ below this is weak agreement
+ALIKE_ENTROPY = 2.0  # entropy points within which two glimpses count as alike
+CONTROL = "uniform"
+
+
+@dataclass
+class Verdict:
+    claim: str
+    comparison: str
+    verdict: str  # reproduced | refuted | undecided
+    evidence: str
+
+
+def _interval(low: float, high: float) -> str:
+    return "no interval" if math.isnan(low) else f"[{fmt(low)}, {fmt(high)}]"
+
+
+def _holds(low: float, high: float) -> int:
+    """+1 when an interval lies above 0, -1 below, 0 when it includes 0 or is missing."""
+    if math.isnan(low) or math.isnan(high):
+        return 0
+    return 1 if low > 0 else -1 if high < 0 else 0
+
+
+def _normalization(target: str) -> str | None:
+    module, _, name = target.rpartition(".")
+    try:
+        return getattr(getattr(import_module(module), name), "normalization", None)
+    except (ImportError, AttributeError, ValueError):
+        return None
+
+
+def uni_attention_scores(group: pd.DataFrame, records: dict[str, dict]) -> list[str]:
+    """The scores of a comparison whose attention is one softmax per query (row-normalised),
+    without the ``uniform`` control and baselines."""
+    marked = baselines(group)
+    found = set()
+    for score, run_dir in zip(group["score"], group["run_dir"]):
+        target = ((records.get(run_dir) or {}).get("config") or {}).get("score", {}).get("_target_", "")
+        if score not in marked and score != CONTROL and _normalization(str(target)) == "row":
+            found.add(score)
+    return sorted(found)
+
+
+def _per_seed(group: pd.DataFrame, score: str, metric: str) -> dict[int, float]:
+    return by_seed(group[group["score"] == score], metric)
+
+
+def _mean(values: dict[int, float]) -> float:
+    return sum(values.values()) / len(values) if values else math.nan
+
+
+def _seeds(group: pd.DataFrame) -> int:
+    return int(group.groupby("score")["seed"].nunique().min()) if len(group) else 0
+
+
+def ban_table2(name: str, group: pd.DataFrame, records: dict[str, dict]) -> Verdict | None:
+    scores = set(group["score"])
+    metric = primary_metric(str(group["task"].iloc[0]), group)
+    uni = uni_attention_scores(group, records)
+    if not {"ban", "coattention"} <= scores or not uni or metric is None:
+        return None
+    best_uni = max(uni, key=lambda s: (_mean(_per_seed(group, s, metric)), s))
+    ban, co, un = (_per_seed(group, s, metric) for s in ("ban", "coattention", best_uni))
+    d1, l1, h1 = difference_ci(ban, co)
+    d2, l2, h2 = difference_ci(co, un)
+    first, second = _holds(l1, h1), _holds(l2, h2)
+    label = metric[len("test/"):]
+    evidence = (f"{label}: ban {fmt(_mean(ban))}, coattention {fmt(_mean(co))}, best uni-attention {best_uni} "
+                f"{fmt(_mean(un))}; ban − coattention {d1:+.2f} {_interval(l1, h1)}; coattention − {best_uni} "
+                f"{d2:+.2f} {_interval(l2, h2)}")
+    if _seeds(group) < 2:
+        verdict = "undecided"
+    elif first < 0 or second < 0:
+        verdict = "refuted"
+    elif first > 0:
+        verdict = "reproduced"
+    else:
+        verdict = "undecided"
+    return Verdict("BAN Table 2: bilinear > co-attention ≥ uni-attention", name, verdict, evidence)
+
+
+def ban_glimpses(name: str, group: pd.DataFrame, records: dict[str, dict]) -> Verdict | None:
+    if "ban" not in set(group["score"]):
+        return None
+    glimpses = sorted(c for c in group.columns if re.fullmatch(r"test/attn_entropy_g\d+", c)
+                      and group.loc[group["score"] == "ban", c].notna().any())
+    if len(glimpses) < 2:
+        return None
+    per = {g: _per_seed(group, "ban", g) for g in glimpses}
+    parts, decided, alike = [], [], []
+    for a, b in itertools.combinations(glimpses, 2):
+        d, low, high = difference_ci(per[a], per[b])
+        decided.append(_holds(low, high) != 0)
+        alike.append(not math.isnan(low) and -ALIKE_ENTROPY < low and high < ALIKE_ENTROPY)
+        parts.append(f"{a[len('test/attn_entropy_'):]} − {b[len('test/attn_entropy_'):]} {d:+.2f} {_interval(low, high)}")
+    levels = ", ".join(f"{g[len('test/attn_entropy_'):]} {fmt(_mean(per[g]))}" for g in glimpses)
+    verdict = ("undecided" if _seeds(group) < 2 else "reproduced" if all(decided)
+               else "refuted" if all(alike) else "undecided")
+    return Verdict("BAN Fig. 2d: glimpses settle at distinct entropies", name, verdict,
+                   f"ban's normalised attention entropy per glimpse: {levels}; " + "; ".join(parts))
+
+
+def jain_wallace(name: str, group: pd.DataFrame, records: dict[str, dict]) -> Verdict | None:
+    columns = [c for c in ("test/tau_ig", "test/tau_loo") if c in group.columns and group[c].notna().any()]
+    if not columns:
+        return None
+    marked = baselines(group)
+    scores = sorted(s for s in set(group["score"]) if s not in marked and s != CONTROL)
+    below, above, parts = True, False, []
+    for column in columns:
+        cells = []
+        for score in scores:
+            values = _per_seed(group, score, column)
+            if not values:
+                continue
+            low, high = mean_ci(list(values.values()))
+            below &= not math.isnan(high) and high < WEAK_TAU
+            above |= not math.isnan(low) and low > WEAK_TAU
+            cells.append((_mean(values), score, low, high))
+        if cells:
+            top = max(cells)
+            parts.append(f"{column[len('test/'):]}: {fmt(min(cells)[0])} to {fmt(top[0])} over {len(cells)} scores "
+                         f"(highest {top[1]} {_interval(top[2], top[3])})")
+    if not parts:
+        return None
+    verdict = ("undecided" if _seeds(group) < 2 else "refuted" if above else "reproduced" if below
+               else "undecided")
+    return Verdict(f"Jain & Wallace 2019: attention agrees weakly (τ < {WEAK_TAU}) with gradient and LOO importance",
+                   name, verdict, "; ".join(parts))
+
+
+def wiegreffe_pinter(name: str, group: pd.DataFrame, records: dict[str, dict]) -> Verdict | None:
+    metric = primary_metric(str(group["task"].iloc[0]), group)
+    if CONTROL not in set(group["score"]) or metric is None:
+        return None
+    marked = baselines(group)
+    control = _per_seed(group, CONTROL, metric)
+    results = []
+    for score in sorted(set(group["score"]) - marked - {CONTROL}):
+        d, low, high = difference_ci(_per_seed(group, score, metric), control)
+        if not math.isnan(d):
+            results.append((d, score, low, high, _holds(low, high)))
+    if not results:
+        return None
+    better = sum(r[4] > 0 for r in results)
+    worse = sum(r[4] < 0 for r in results)
+    top = max(results)
+    evidence = (f"{metric[len('test/'):]} vs uniform {fmt(_mean(control))}: {better} of {len(results)} scores above "
+                f"(interval above 0), {worse} below, {len(results) - better - worse} indistinguishable; largest "
+                f"{top[1]} {top[0]:+.2f} {_interval(top[2], top[3])}")
+    verdict = ("undecided" if _seeds(group) < 2 else "reproduced" if better else "refuted" if worse == len(results)
+               else "undecided")
+    return Verdict("Wiegreffe & Pinter 2019: learned attention beats uniform attention", name, verdict, evidence)
+
+
+CLAIMS = (ban_table2, ban_glimpses, jain_wallace, wiegreffe_pinter)
+
+
+def check_claims(runs: pd.DataFrame, records: dict[str, dict]) -> list[Verdict]:
+    """Every claim on every comparison of ``runs`` that holds what it needs."""
+    verdicts = []
+    for claim in CLAIMS:
+        for task, data in task_groups(runs):
+            group = runs[(runs["task"] == task) & (runs["data"] == data)]
+            found = claim(f"{task}/{data}", group, records)
+            if found is not None:
+                verdicts.append(found)
+    return verdicts
+
+
+def claims_table(verdicts: list[Verdict]) -> Table:
+    rows = [[v.claim, v.comparison, v.verdict, v.evidence] for v in verdicts]
+    return Table("Claims", ["claim", "comparison", "verdict", "evidence"], rows, set(),
+                 "Differences are paired per seed, with 95% bootstrap intervals; a difference counts only when its "
+                 "interval excludes 0, and with one seed nothing is decided. Uni-attention: the row-normalised "
+                 "scores (one softmax per query) other than the uniform control.")
