@@ -20,7 +20,7 @@ def fake_record(task, score, seed, metrics, data="synthetic", status="completed"
         "task": task, "data": data, "score": score, "seed": seed, "status": status,
         "error": None if status == "completed" else "RuntimeError: boom", "metrics": metrics,
         "history": history or [], "params": params, "score_params": 10, "train_seconds": 12.5,
-        "wall_seconds": 15.0, "config_hash": f"{task}{score}{seed}",
+        "wall_seconds": 15.0, "config_hash": f"{task}{score}{seed}", "code_version": "0.1.0+gfab",
         "config": {"trainer": {"max_epochs": 2}, "model": {"hidden_dim": 8, "glimpses": 2}, "data": {"batch_size": 4}},
         "data_sizes": {"train": 10, "val": 2, "test": 3},
     }

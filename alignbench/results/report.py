@@ -185,8 +185,11 @@ def build_report(runs: RunSet, sources: list[str], staging: Path, out: Path | No
         if text:
             doc.para(text)
     if len(runs.runs):
+        unpaired = sum(not runs.records[d].get("code_version") for d in runs.runs["run_dir"])
+        caveat = (f" ({unpaired} run(s) recorded before code_version predate that pairing: their seeds share the data "
+                  "order but not always the initial weights)") if unpaired else ""
         doc.para(f"Statistics: every score of a comparison trains with the same seeds, and a seed gives every score "
-                 f"the same data order and initial shared weights, so results are compared seed by seed. 95% "
+                 f"the same data order and initial shared weights{caveat}, so results are compared seed by seed. 95% "
                  f"intervals are percentile bootstraps over seeds; with few seeds they are optimistic (3 seeds "
                  f"have 10 distinct resamples): read them from 5 seeds or more. Reference score: {reference}.")
         doc.heading(2, "Cross-task ranking")
