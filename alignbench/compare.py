@@ -152,6 +152,11 @@ def reanalysable(job: Job) -> bool:
             and (job.run_dir / "checkpoints" / "best.ckpt").is_file())
 
 
+# a worker is `alignbench train` in the interpreter that runs `compare`, importing the alignbench
+# that `compare` imports: without the current folder first on sys.path (as `python -m` would put
+# it), so that a source checkout or any folder named alignbench/ there is not imported instead
+WORKER = ("import sys; sys.path = [p for p in sys.path if p not in ('', '.')]; "
+          "from alignbench.cli import main; sys.exit(main())")
 _WORKERS: set[subprocess.Popen] = set()  # the `alignbench train` processes running now
 _LOCK = threading.Lock()
 
@@ -164,7 +169,7 @@ def run_job(job: Job, threads: int | None) -> tuple[str, float]:
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
-    args = [sys.executable, "-m", "alignbench", "train", *job.overrides, "trainer.enable_progress_bar=false",
+    args = [sys.executable, "-c", WORKER, "train", *job.overrides, "trainer.enable_progress_bar=false",
             f"hydra.run.dir={job.run_dir}"]
     t0 = time.perf_counter()
     with open(job.run_dir / "stdout.log", "w", encoding="utf-8") as log:

@@ -224,3 +224,14 @@ def test_changed_analysis_settings_reanalyse_a_comparison_without_retraining(swe
     assert main(["compare", *TINY, "seeds=2", f"out={sweep}", "--", "trainer.log_every_n_steps=7",
                  "analysis.examples=20"]) == 0
     assert capsys.readouterr().out.count("[skip]") == 6
+
+
+def test_compare_workers_import_the_installed_alignbench_not_a_folder_in_the_current_directory(tmp_path, monkeypatch):
+    # e.g. compare run from a source checkout beside a wheel install: its alignbench/ has no conf/
+    shadow = tmp_path / "alignbench"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise ImportError('the alignbench folder of the current directory')\n")
+    (shadow / "__main__.py").write_text("raise SystemExit('the alignbench folder of the current directory')\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", "preset=smoke", "tasks=[grounding]", "scores=[dot]", "baselines=null", "out=cmp"]) == 0
+    assert read_record(tmp_path / "cmp" / "runs" / "grounding" / "dot" / "seed0")["status"] == "completed"
