@@ -306,3 +306,4 @@ def test_claims_are_reproduced_refuted_or_undecided_by_the_intervals(tmp_path):
     assert verdicts["Wiegreffe & Pinter 2019"].verdict == "refuted"  # every score below uniform
     verdicts = _claim_runs(tmp_path / "c", {"ban": (70.0,), "coattention": (65.0,), "dot": (60.0,), "uniform": (50.0,)})
     assert {v.verdict for v in verdicts.values()} == {"undecided"}  # one seed decides nothing
+    assert "3 of 3 scores above by their mean (one seed: no intervals)" in verdicts["Wiegreffe & Pinter 2019"].evidence
