@@ -35,6 +35,11 @@ def test_compare_runs_every_job_and_writes_the_report(sweep, capsys):
     assert "6 completed run(s)" in report and "| ban | 2 |" in report and "| dot | 2 |" in report
     assert "| question_only (baseline) | 2 |" in report
     assert (sweep / "report" / "figures" / "vqa_synthetic_attention.png").is_file()  # heatmaps of both scores
+    # the statistics over seeds, and where every record comes from
+    summary = (sweep / "report" / "summary.csv").read_text().splitlines()[0].split(",")
+    assert {"ci_low", "ci_high", "p_better_than_ref"} <= set(summary)
+    assert "accuracy 95% CI" in report
+    assert all(read_record(r.parent)["code_version"].startswith("0.") for r in records)
 
 
 def test_compare_resumes_and_reruns_only_what_is_missing(sweep, capsys):
