@@ -14,7 +14,7 @@ from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
-CODE_PATHS = ("alignbench", "conf", "experiments/*.yaml", "pyproject.toml", "setup.py")  # as alignbench.run.record
+CODE_PATHS = ("alignbench", "conf", ":(glob)experiments/*.yaml", "pyproject.toml", "setup.py")  # as alignbench.run.record
 
 
 class BuildWithCommit(build_py):
@@ -27,7 +27,7 @@ class BuildWithCommit(build_py):
         try:
             git = ["git", "-C", str(ROOT)]
             commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-            changed = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
+            changed = subprocess.run([*git, "status", "--porcelain", "--untracked-files=normal", "--", *CODE_PATHS],
                                      capture_output=True, text=True, check=True).stdout
         except (OSError, subprocess.SubprocessError):
             return

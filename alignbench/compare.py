@@ -142,7 +142,11 @@ def is_done(job: Job) -> bool:
     """Whether ``job`` already has a completed record of the same config, analysed with the
     same settings (the rules sweeps use too)."""
     record = completed_record(job.run_dir, job.config_hash)
-    return record is not None and analysis_current(record, job.resolved)
+    if record is None:
+        return False
+    # trained with this config: done when its analysis is current, or when there is no checkpoint
+    # to analyse it again from (committed records keep none; they are never retrained for that)
+    return analysis_current(record, job.resolved) or not (job.run_dir / "checkpoints" / "best.ckpt").is_file()
 
 
 def reanalysable(job: Job) -> bool:
@@ -152,10 +156,12 @@ def reanalysable(job: Job) -> bool:
             and (job.run_dir / "checkpoints" / "best.ckpt").is_file())
 
 
-# a worker is `alignbench train` in the interpreter that runs `compare`, importing the alignbench
-# that `compare` imports: without the current folder first on sys.path (as `python -m` would put
-# it), so that a source checkout or any folder named alignbench/ there is not imported instead
-WORKER = ("import sys; sys.path = [p for p in sys.path if p not in ('', '.')]; "
+# a worker is `alignbench train` in the interpreter that runs `compare`, importing the same
+# alignbench: the folder it was imported from goes first on sys.path, and the current folder
+# (which `python -m` would put first) is left out, so that no other alignbench/ is imported
+PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+WORKER = ("import sys; root = sys.argv.pop(1); "
+          "sys.path = [root] + [p for p in sys.path if p not in ('', '.', root)]; "
           "from alignbench.cli import main; sys.exit(main())")
 _WORKERS: set[subprocess.Popen] = set()  # the `alignbench train` processes running now
 _LOCK = threading.Lock()
@@ -169,7 +175,7 @@ def run_job(job: Job, threads: int | None) -> tuple[str, float]:
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
-    args = [sys.executable, "-c", WORKER, "train", *job.overrides, "trainer.enable_progress_bar=false",
+    args = [sys.executable, "-c", WORKER, PACKAGE_ROOT, "train", *job.overrides, "trainer.enable_progress_bar=false",
             f"hydra.run.dir={job.run_dir}"]
     t0 = time.perf_counter()
     with open(job.run_dir / "stdout.log", "w", encoding="utf-8") as log:
@@ -230,7 +236,9 @@ def run_comparison(cfg: DictConfig, echo=lambda text: print(text, flush=True),
     todo = []
     for job in jobs:
         if is_done(job):
-            echo(f"[skip] {job.label}: completed with the same config")
+            stale = not analysis_current(completed_record(job.run_dir, job.config_hash), job.resolved)
+            echo(f"[skip] {job.label}: completed with the same config"
+                 + ("; its analysis settings differ, but it has no checkpoint to analyse again from" if stale else ""))
         elif reanalysable(job):
             echo(f"[analyse] {job.label}: trained with the same config; its analysis settings changed")
             todo.append(job)

@@ -39,6 +39,11 @@ def test_git_state_says_dirty_only_when_the_code_differs(tmp_path):
     assert git_state(repo) == {"commit": head, "dirty": False}
     (repo / "experiments" / "x" / "run.json").write_text('{"status": "completed"}\n')  # a result, not code
     assert git_state(repo) == {"commit": head, "dirty": False}
+    (repo / "experiments" / "x" / "new.yaml").write_text("a: 1\n")  # a new file beside results, not code
+    assert git_state(repo) == {"commit": head, "dirty": False}
+    (repo / "alignbench" / "new_score.py").write_text("b = 1\n")  # new, uncommitted code a run may use
+    assert git_state(repo) == {"commit": head, "dirty": True}
+    (repo / "alignbench" / "new_score.py").unlink()
     (repo / "alignbench" / "m.py").write_text("a = 2\n")
     assert git_state(repo) == {"commit": head, "dirty": True}
 
@@ -116,3 +121,47 @@ def test_changed_analysis_settings_reanalyse_from_the_checkpoint_without_retrain
     assert second["config"]["analysis"]["examples"] == 60 and first["config"]["analysis"]["examples"] == 30
     assert second["metrics"]["test/phrase_r1"] == first["metrics"]["test/phrase_r1"]  # the same trained model
     assert second["metrics"]["test/attn_mass_gt"] != first["metrics"]["test/attn_mass_gt"]  # on twice the phrases
+
+
+class _Curve(__import__("pytorch_lightning").LightningModule):
+    """A model whose validation metric follows ``values`` epoch by epoch (nothing is learned)."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.layer, self.values = torch.nn.Linear(1, 1), values
+
+    def training_step(self, batch, index):
+        return self.layer(batch[0]).sum()
+
+    def validation_step(self, batch, index):
+        pass
+
+    def on_validation_epoch_end(self):
+        self.log("val/x", float(self.values[min(self.current_epoch, len(self.values) - 1)]))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    def train_dataloader(self):
+        return [torch.zeros(1, 1)]
+
+    def val_dataloader(self):
+        return [torch.zeros(1, 1)]
+
+
+@pytest.mark.parametrize("values, floor, epochs", [
+    # a dip below the floor that would have used up the patience: the run goes on while it improves
+    ([0.5, 0.4, 0.4, 0.4, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.99, 0.99, 0.99, 0.99], 6, 13),
+    ([0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6], 6, 6),  # flat since epoch 1: stops at the floor
+    ([0.5, 0.6, 0.6, 0.6, 0.6, 0.6], None, 5),  # no floor: epoch 1, then 3 without improvement
+])
+def test_early_stopping_decides_nothing_below_the_floor(values, floor, epochs):
+    import pytorch_lightning as pl
+
+    from alignbench.run.train import early_stopping
+
+    stopper = early_stopping("val/x", patience=3)
+    trainer = pl.Trainer(max_epochs=14, min_epochs=floor, callbacks=[stopper], enable_progress_bar=False,
+                         logger=False, enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(_Curve(values))
+    assert trainer.current_epoch == epochs

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from alignbench.cli import main
 from alignbench.run.record import write_json_atomic
@@ -82,14 +83,14 @@ def test_task_table_best_and_delta(tmp_path):
     rows = {r[0]: r for r in table.rows}
     assert rows["ban"][2] == "68.00 ± 2.83" and rows["dot"][2] == "61.00 ± 1.41"
     delta = table.columns.index("Δ accuracy vs scaled_dot [95% CI]")
-    # paired per seed: ban − scaled_dot = 12, 8; dot − scaled_dot = 2, 4 (the bootstrap of two values spans them)
-    assert rows["ban"][delta] == "+10.00 [8.00, 12.00]" and rows["dot"][delta] == "+3.00 [2.00, 4.00]"
+    # paired per seed: ban − scaled_dot = 12, 8 and dot − scaled_dot = 2, 4: the t interval of two
+    # differences (1 degree of freedom, t = 12.71) is mean ± 12.71 · sd/√2
+    assert rows["ban"][delta] == "+10.00 [-15.41, 35.41]" and rows["dot"][delta] == "+3.00 [-9.71, 15.71]"
     assert rows["scaled_dot"][delta] == "–"
-    assert rows["ban"][table.columns.index("accuracy 95% CI")] == "[66.00, 70.00]"
+    assert rows["ban"][table.columns.index("accuracy 95% CI")] == "[66.00, 70.00]"  # bootstrap of the mean
     assert rows["ban"][table.columns.index("P(> scaled_dot)")] == "1.00"
-    ban_row = [r[0] for r in table.rows].index("ban")
-    # ban − dot per seed: 10, 4, an interval above 0: separated, so marked
-    assert (ban_row, 2) in table.best and (ban_row, 4) not in table.best  # entropy has no "better"
+    # ban − dot per seed: 10, 4; with two seeds that is not separated, so nothing is bold
+    assert not table.best and "The top scores on accuracy are indistinguishable: ban − dot" in table.note
 
 
 def test_ranking_averages_ranks_over_tasks(tmp_path):
@@ -115,7 +116,7 @@ def test_report_files_and_golden_snapshot(tmp_path):
     assert set(pd.read_csv(out / "runs.csv")["run_dir"].str.split("/").str[:2].map(tuple)) == {("..", "runs")}
     assert "Set-up (the same for every score): train/val/test examples 10/2/3, epochs 2, hidden size 8" in text
     assert "Most faithful by AOPC gain: ban; least: scaled_dot." in text  # AOPC gain 6.8 vs 5.8
-    assert "| ban | 2 | **78.00 ± 2.83** | 20.00 ± 0.00 | **6.80 ± 0.28** | 3 |" in text
+    assert "| ban | 2 | 78.00 ± 2.83 | 20.00 ± 0.00 | 6.80 ± 0.28 | 3 |" in text  # 2 seeds: nothing separated
     assert text == GOLDEN.read_text(), "report.md differs from tests/golden/report.md"
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 7 and "src='figures/" not in page  # self-contained
@@ -174,7 +175,8 @@ def test_a_baseline_row_is_marked_never_best_and_not_ranked(tmp_path):
     table = task_table("vqa", "synthetic", runs, summary)
     labels = [r[0] for r in table.rows]
     assert labels[-1] == "question_only (baseline)" and "(baseline)" in table.note
-    assert (labels.index("ban"), 2) in table.best and (len(labels) - 1, 2) not in table.best
+    # the top two are the scores ban and dot, not the baseline's 90
+    assert (len(labels) - 1, 2) not in table.best and "indistinguishable: ban − dot" in table.note
     assert "question_only" not in {r[0] for r in ranking_table(runs, summary).rows}
 
 
@@ -218,8 +220,11 @@ def test_difference_ci_pairs_seeds_and_falls_back_to_independent_samples():
     x = {0: 10.0, 1: 20.0, 2: 30.0, 3: 40.0}
     y = {0: 9.0, 1: 19.5, 2: 28.0, 3: 39.0}  # per seed: +1, +0.5, +2, +1: tightly above 0 once paired
     delta, low, high = stats.difference_ci(x, y)
-    assert delta == pytest.approx(1.125) and (low, high) == stats.mean_ci([1.0, 0.5, 2.0, 1.0])
+    diffs = np.array([1.0, 0.5, 2.0, 1.0])
+    half = scipy_stats.t.ppf(0.975, 3) * diffs.std(ddof=1) / 2  # the paired t interval, by hand
+    assert delta == pytest.approx(1.125) and (low, high) == pytest.approx((1.125 - half, 1.125 + half))
     assert stats.separated(low, high)
+    assert stats.difference_pvalue(x, y) == pytest.approx(scipy_stats.ttest_rel(list(x.values()), list(y.values())).pvalue)
     unpaired = stats.difference_ci({0: 10.0, 1: 20.0, 2: 30.0, 3: 40.0}, {4: 9.0, 5: 19.5, 6: 28.0, 7: 39.0})
     assert unpaired[0] == pytest.approx(1.125) and not stats.separated(unpaired[1], unpaired[2])  # seed spread dominates
 
@@ -245,6 +250,20 @@ def test_bold_only_when_the_best_is_separated_from_the_runner_up(tmp_path):
     table = task_table("vqa", "synthetic", runs, aggregate(runs))
     assert not table.best
     assert "The top scores on accuracy are indistinguishable: ban − dot = [" in table.note
+    # a best that beats the runner-up on every seed by a steady margin is separated, and bold
+    for score, accs in {"ban": (70.0, 66.0, 72.0, 68.0), "dot": (60.0, 57.0, 61.0, 59.0)}.items():
+        for seed, acc in enumerate(accs):
+            write_json_atomic(tmp_path / "clear" / score / f"seed{seed}" / "run.json",
+                              fake_record("vqa", score, seed, {"test/vqa_acc": acc}))
+    runs = collect_runs([tmp_path / "clear"]).runs
+    table = task_table("vqa", "synthetic", runs, aggregate(runs))
+    assert table.best == {([r[0] for r in table.rows].index("ban"), 2)}
+
+
+def test_holm_rejects_step_down():
+    assert stats.holm([0.01, 0.04, 0.03]) == [True, False, False]  # 0.01 ≤ 0.05/3, then 0.03 > 0.05/2
+    assert stats.holm([0.001, 0.02, 0.04]) == [True, True, True]  # ≤ 0.05/3, ≤ 0.05/2, ≤ 0.05/1
+    assert stats.holm([float("nan"), 0.01]) == [False, True]
 
 
 def test_summary_and_report_carry_intervals_and_the_probability_of_improvement(tmp_path):
@@ -301,9 +320,9 @@ def test_claims_are_reproduced_refuted_or_undecided_by_the_intervals(tmp_path):
     assert verdicts["Wiegreffe & Pinter 2019"].verdict == "reproduced"
     assert "3 of 3 scores above" in verdicts["Wiegreffe & Pinter 2019"].evidence
     verdicts = _claim_runs(tmp_path / "b", {"ban": (60.0, 61.0, 62.0), "coattention": (65.0, 64.0, 66.0),
-                                            "dot": (60.0, 70.0, 55.0), "uniform": (75.0, 76.0, 77.0)})
+                                            "dot": (60.0, 62.0, 61.0), "uniform": (75.0, 76.0, 77.0)})
     assert verdicts["BAN Table 2"].verdict == "refuted"  # ban below coattention on every seed
-    assert verdicts["Wiegreffe & Pinter 2019"].verdict == "refuted"  # every score below uniform
+    assert verdicts["Wiegreffe & Pinter 2019"].verdict == "refuted"  # every score below uniform (Holm)
     verdicts = _claim_runs(tmp_path / "c", {"ban": (70.0,), "coattention": (65.0,), "dot": (60.0,), "uniform": (50.0,)})
     assert {v.verdict for v in verdicts.values()} == {"undecided"}  # one seed decides nothing
     assert "3 of 3 scores above by their mean (one seed: no intervals)" in verdicts["Wiegreffe & Pinter 2019"].evidence

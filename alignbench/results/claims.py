@@ -3,7 +3,7 @@
 Each claim is tested per comparison (task, data) that holds the scores it needs and gets a
 verdict — ``reproduced``, ``refuted`` or ``undecided`` — with the numbers behind it: means
 over seeds and 95% bootstrap intervals of paired per-seed differences
-(:mod:`alignbench.results.stats`). A difference "holds" when its interval lies above 0 and
+(Student-t, :func:`alignbench.results.stats.difference_ci`). A difference "holds" when its interval lies above 0 and
 "fails" when it lies below; an interval that includes 0 decides nothing. With one seed there
 is no interval, so every verdict is ``undecided``.
 
@@ -11,16 +11,20 @@ is no interval, so every verdict is ``undecided``.
   ``ban`` against ``coattention`` (Lu et al.'s parallel co-attention), and ``coattention``
   against the best uni-attention score (the row-normalised scores other than the ``uniform``
   control, best by mean). Reproduced when ``ban − coattention`` holds and
-  ``coattention − best uni`` does not fail; refuted when either fails.
+  ``coattention − best uni`` does not fail; refuted when either fails. The best uni-attention
+  score is picked on the same runs, so its mean is biased upwards: "co-attention below the
+  best uni-attention" is the more likely for it.
 - **BAN, Fig. 2d**: a multi-glimpse BAN settles at distinct attention entropies per glimpse.
   Reproduced when the difference of every pair of glimpses' entropies holds or fails (is not
   0); refuted when every interval lies within ±2 entropy points (the glimpses are alike).
 - **Jain & Wallace 2019**: attention agrees only weakly with gradient and leave-one-out
-  importance. Per score, Kendall τ with integrated gradients and with leave-one-out;
-  reproduced when every interval lies below 0.5, refuted when some lies above 0.5.
+  importance. Per score, Kendall τ with integrated gradients and with leave-one-out (the t
+  interval of its mean over seeds); reproduced when every interval lies below 0.5, refuted
+  when some lies above 0.5.
 - **Wiegreffe & Pinter 2019**: learned attention beats uniform attention. Each score's
-  difference to ``uniform`` on the primary metric; reproduced when some score's holds,
-  refuted when every score's fails, undecided otherwise (the counts are given).
+  difference to ``uniform`` on the primary metric, by paired t tests with Holm's correction
+  over the scores; reproduced when some score is above, refuted when every score is below,
+  undecided otherwise (the counts are given).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from importlib import import_module
 
 import pandas as pd
 
-from .stats import difference_ci, mean_ci
+from .stats import difference_ci, difference_pvalue, holm
 from .tables import Table, baselines, by_seed, fmt, primary_metric, task_groups
 
 WEAK_TAU = 0.5  # Kendall τ below this is weak agreement
@@ -152,7 +156,7 @@ def jain_wallace(name: str, group: pd.DataFrame, records: dict[str, dict]) -> Ve
             values = _per_seed(group, score, column)
             if not values:
                 continue
-            low, high = mean_ci(list(values.values()))
+            _, low, high = difference_ci(values, {seed: 0.0 for seed in values})  # t interval of the mean
             below &= not math.isnan(high) and high < WEAK_TAU
             above |= not math.isnan(low) and low > WEAK_TAU
             cells.append((_mean(values), score, low, high))
@@ -176,13 +180,16 @@ def wiegreffe_pinter(name: str, group: pd.DataFrame, records: dict[str, dict]) -
     control = _per_seed(group, CONTROL, metric)
     results = []
     for score in sorted(set(group["score"]) - marked - {CONTROL}):
-        d, low, high = difference_ci(_per_seed(group, score, metric), control)
+        values = _per_seed(group, score, metric)
+        d, low, high = difference_ci(values, control)
         if not math.isnan(d):
-            results.append((d, score, low, high, _holds(low, high)))
+            results.append((d, score, low, high, difference_pvalue(values, control)))
     if not results:
         return None
-    better = sum(r[4] > 0 for r in results)
-    worse = sum(r[4] < 0 for r in results)
+    # one test per score: Holm's correction keeps the chance of any false "beats uniform" at 5%
+    rejected = holm([r[4] for r in results])
+    better = sum(r[0] > 0 and hit for r, hit in zip(results, rejected))
+    worse = sum(r[0] < 0 and hit for r, hit in zip(results, rejected))
     top = max(results)
     if _seeds(group) < 2:
         above = sum(r[0] > 0 for r in results)
@@ -190,8 +197,8 @@ def wiegreffe_pinter(name: str, group: pd.DataFrame, records: dict[str, dict]) -
                     f"by their mean (one seed: no intervals); largest {top[1]} {top[0]:+.2f}")
     else:
         evidence = (f"{metric[len('test/'):]} vs uniform {fmt(_mean(control))}: {better} of {len(results)} scores "
-                    f"above (interval above 0), {worse} below, {len(results) - better - worse} indistinguishable; "
-                    f"largest {top[1]} {top[0]:+.2f} {_interval(top[2], top[3])}")
+                    f"above, {worse} below, {len(results) - better - worse} indistinguishable (paired t tests, Holm "
+                    f"over the {len(results)}); largest {top[1]} {top[0]:+.2f} {_interval(top[2], top[3])}")
     verdict = ("undecided" if _seeds(group) < 2 else "reproduced" if better else "refuted" if worse == len(results)
                else "undecided")
     return Verdict("Wiegreffe & Pinter 2019: learned attention beats uniform attention", name, verdict, evidence)
@@ -215,6 +222,8 @@ def check_claims(runs: pd.DataFrame, records: dict[str, dict]) -> list[Verdict]:
 def claims_table(verdicts: list[Verdict]) -> Table:
     rows = [[v.claim, v.comparison, v.verdict, v.evidence] for v in verdicts]
     return Table("Claims", ["claim", "comparison", "verdict", "evidence"], rows, set(),
-                 "Differences are paired per seed, with 95% bootstrap intervals; a difference counts only when its "
-                 "interval excludes 0, and with one seed nothing is decided. Uni-attention: the row-normalised "
+                 "Differences are paired per seed, with 95% Student-t intervals; a difference counts only when its "
+                 "interval excludes 0 (Wiegreffe & Pinter: paired t tests with Holm's correction over the scores), and "
+                 "with one seed nothing is decided. The best uni-attention score is picked on the same runs (its mean "
+                 "is biased upwards). Uni-attention: the row-normalised "
                  "scores (one softmax per query) other than the uniform control.")

@@ -69,7 +69,7 @@ def metric_bars(task: str, data: str, runs: pd.DataFrame, summary: pd.DataFrame,
 
 def difference_plot(task: str, data: str, runs: pd.DataFrame, reference: str, path: Path) -> Path | None:
     """A forest plot: each score's paired difference to ``reference`` on the task's primary
-    metric with its 95% bootstrap interval, a line at 0. None without the reference or with
+    metric with its 95% Student-t interval, a line at 0. None without the reference or with
     fewer than two scores."""
     from .stats import difference_ci, separated
     from .tables import baselines, by_seed
@@ -96,7 +96,7 @@ def difference_plot(task: str, data: str, runs: pd.DataFrame, reference: str, pa
         ax.plot([delta], [i], "o", color=colour, markersize=5)
     ax.axvline(0, color="#c44e52", linewidth=1)
     ax.set_yticks(range(len(rows)), [r[1] for r in rows], fontsize=8)
-    ax.set_xlabel(f"Δ {metric[len('test/'):]} vs {reference} (95% bootstrap interval; grey: includes 0)", fontsize=8)
+    ax.set_xlabel(f"Δ {metric[len('test/'):]} vs {reference} (paired, 95% t interval; grey: includes 0)", fontsize=8)
     ax.set_title(f"{task} on {data}: difference to {reference}", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

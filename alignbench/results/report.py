@@ -137,7 +137,10 @@ def _code_versions(runs: RunSet) -> str:
     """A warning when the runs come from more than one version of the code, else ''."""
     counts: dict[str, int] = {}
     for run_dir in runs.runs.get("run_dir", []):
-        version = str(runs.records[run_dir].get("code_version") or "unknown (recorded before code_version)")
+        record = runs.records[run_dir]
+        version = str(record.get("code_version") or "unknown (recorded before code_version)")
+        if record.get("analysis_code_version") not in (None, record.get("code_version")):
+            version += f" (analysed by {record['analysis_code_version']})"
         counts[version] = counts.get(version, 0) + 1
     if len(counts) < 2:
         return ""
@@ -189,9 +192,11 @@ def build_report(runs: RunSet, sources: list[str], staging: Path, out: Path | No
         caveat = (f" ({unpaired} run(s) recorded before code_version predate that pairing: their seeds share the data "
                   "order but not always the initial weights)") if unpaired else ""
         doc.para(f"Statistics: every score of a comparison trains with the same seeds, and a seed gives every score "
-                 f"the same data order and initial shared weights{caveat}, so results are compared seed by seed. 95% "
-                 f"intervals are percentile bootstraps over seeds; with few seeds they are optimistic (3 seeds "
-                 f"have 10 distinct resamples): read them from 5 seeds or more. Reference score: {reference}.")
+                 f"the same data order and initial shared weights{caveat}, so results are compared seed by seed. The 95% "
+                 f"interval of a mean is a percentile bootstrap over seeds (optimistic with few seeds: 3 seeds have 10 "
+                 f"distinct resamples); differences between scores, and the bold marks and claims that rest on them, "
+                 f"use Student-t intervals of the per-seed differences, which keep their level with few seeds. "
+                 f"Reference score: {reference}.")
         doc.heading(2, "Cross-task ranking")
         doc.table(ranking_table(runs.runs, summary))
         verdicts = check_claims(runs.runs, runs.records)

@@ -279,7 +279,7 @@ def most_and_least(task: str, data: str, summary: pd.DataFrame, metric: str) -> 
     return str(ordered.iloc[0]["score"]), str(ordered.iloc[-1]["score"])
 
 
-BOLD_RULE = ("Bold: a column's best, only where the 95% bootstrap interval of its paired per-seed difference to "
+BOLD_RULE = ("Bold: a column's best, only where the 95% t interval of its paired per-seed difference to "
              "the runner-up excludes 0.")
 
 
@@ -328,9 +328,9 @@ def task_table(task: str, data: str, runs: pd.DataFrame, summary: pd.DataFrame, 
     note = ("Mean ± sample std over seeds (no std for one seed). 95% CI: percentile bootstrap of the mean over "
             "seeds. " + BOLD_RULE)
     if has_reference:
-        note += (f" Δ: mean per-seed difference to {reference} (paired seeds) with its 95% bootstrap interval; "
-                 f"P(> {reference}): probability that the score does better than {reference} on a seed "
-                 "(Mann–Whitney statistic, as rliable).")
+        note += (f" Δ: mean per-seed difference to {reference} (paired seeds) with its 95% Student-t interval; "
+                 f"P(> {reference}): probability that a run of the score does better than a run of {reference} "
+                 "(Mann–Whitney statistic over the pairs of runs, as rliable).")
     if primary is not None and labels[primary] in tied:
         top, runner, (_, low, high) = top_two(group_runs, group, scores, primary, 1)
         note += (f" The top scores on {labels[primary]} are indistinguishable: {top} − {runner} = "

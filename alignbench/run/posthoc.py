@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from ..analysis.callback import analyse, task_analyses
 from .build import build_parts, trainer_config
-from .record import RECORD_NAME, read_record, write_json_atomic
+from .record import RECORD_NAME, code_version, read_record, write_json_atomic
 
 
 def evaluate(run_dir: str | Path, overrides: list[str] | None = None, checkpoint: str = "best") -> dict[str, float]:
@@ -71,5 +71,6 @@ def analyze(run_dir: str | Path, examples: int | None = None, costly_examples: i
     record["metrics"] = {**record["metrics"], **metrics}
     record.update(fields)
     record["config"] = {**record["config"], "analysis": {"enabled": True, **settings}}
+    record["analysis_code_version"] = code_version()  # the code of this analysis (training's is code_version)
     write_json_atomic(run_dir / RECORD_NAME, record)
     return record

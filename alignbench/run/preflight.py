@@ -159,6 +159,11 @@ def check_trainer(trainer: dict[str, Any]) -> None:
     epochs = trainer.get("max_epochs")
     if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs < 1:
         raise ConfigError(f"trainer.max_epochs must be a positive int, got {epochs!r} (a run must train)")
+    floor = trainer.get("min_epochs")
+    if floor is not None and (isinstance(floor, bool) or not isinstance(floor, int) or floor < 1):
+        raise ConfigError(f"trainer.min_epochs must be a positive int (or null), got {floor!r}")
+    if floor is not None and isinstance(epochs, int) and floor > epochs:
+        raise ConfigError(f"trainer.min_epochs must be <= trainer.max_epochs={epochs}, got {floor!r}")
     limit = trainer.get("limit_train_batches")
     if isinstance(limit, (int, float)) and not isinstance(limit, bool) and not limit > 0:
         raise ConfigError(f"trainer.limit_train_batches must be > 0 (a fraction in (0, 1] or a count), "
@@ -247,11 +252,8 @@ def check_config(cfg, build_data: bool = True) -> None:
     data_cfg = data_config(resolved["data"], cfg.task.name)
     check_arguments(data_cfg["_target_"], data_cfg, "data")
     check_analysis(cfg.task.name, resolved.get("analysis") or {})
-    stopping = resolved.get("early_stopping") or {}
-    if "monitor" in stopping:
-        raise ConfigError("early_stopping.monitor is not an option: early stopping watches the task's metric "
-                          f"(task.monitor={cfg.task.monitor!r}); its options: min_delta, patience")
-    check_arguments("alignbench.run.train.early_stopping", stopping, "early_stopping")
+    check_arguments("alignbench.run.train.early_stopping_settings", resolved.get("early_stopping") or {},
+                    "early_stopping")
     if build_data:
         try:
             instantiate(data_cfg, seed=int(cfg.seed), _convert_="all")

@@ -34,7 +34,7 @@ __all__ = ["RECORD_NAME", "BUILD_INFO", "code_version", "config_hash", "git_stat
 
 BUILD_INFO = "BUILD_INFO.json"  # written into the package by a wheel build (setup.py): the commit it was built from
 # what makes up the code of a run, relative to the repository (records and reports under experiments/ do not)
-CODE_PATHS = ("alignbench", "conf", "experiments/*.yaml", "pyproject.toml", "setup.py")
+CODE_PATHS = ("alignbench", "conf", ":(glob)experiments/*.yaml", "pyproject.toml", "setup.py")
 
 # keys that change how a run is shown, not what it computes
 HASH_EXCLUDE = {("trainer", "enable_progress_bar"), ("trainer", "enable_model_summary"), ("output_root",),
@@ -56,9 +56,21 @@ def _strip(config: Any, prefix: tuple = ()) -> Any:
     return config
 
 
+def _inert(config: dict) -> dict:
+    """``config`` without settings that change nothing when off (early stopping without a
+    patience, no epoch floor), so adding such an option keeps earlier runs' hashes."""
+    out = dict(config)
+    if (out.get("early_stopping") or {}).get("patience") is None:
+        out.pop("early_stopping", None)
+    if isinstance(out.get("trainer"), dict) and out["trainer"].get("min_epochs") is None:
+        out["trainer"] = {k: v for k, v in out["trainer"].items() if k != "min_epochs"}
+    return out
+
+
 def config_hash(config: dict) -> str:
-    """SHA-256 (first 16 hex digits) of the resolved config, without display-only keys."""
-    text = json.dumps(_strip(config), sort_keys=True, default=str)
+    """SHA-256 (first 16 hex digits) of the resolved config, without display-only keys and
+    without options that are off (:func:`_inert`)."""
+    text = json.dumps(_strip(_inert(config)), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -88,8 +100,8 @@ def library_versions() -> dict[str, str]:
 
 
 def git_state(root: str | Path) -> dict | None:
-    """``{"commit": sha, "dirty": bool}`` of the git checkout at ``root`` (dirty: a tracked
-    file of the code, :data:`CODE_PATHS`, differs from the commit), or None when ``root`` is
+    """``{"commit": sha, "dirty": bool}`` of the git checkout at ``root`` (dirty: a file of the
+    code, :data:`CODE_PATHS`, differs from the commit or is new and not ignored), or None when ``root`` is
     not a checkout or git is missing."""
     root = Path(root)
     if not (root / ".git").exists():
@@ -97,7 +109,7 @@ def git_state(root: str | Path) -> dict | None:
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 check=True, timeout=20).stdout.strip()
-        changed = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
+        changed = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=normal", "--",
                                   *CODE_PATHS], capture_output=True, text=True, check=True, timeout=20).stdout
     except (OSError, subprocess.SubprocessError):
         return None

@@ -69,16 +69,37 @@ class HistoryCallback(pl.Callback):
             self.on_epoch()
 
 
+def early_stopping_settings(patience: PositiveInt | None = None, min_delta: NonNegativeFloat = 0.0) -> dict:
+    """The ``early_stopping`` settings of a run (checked against this signature before it runs)."""
+    return {"patience": patience, "min_delta": min_delta}
+
+
+class FloorEarlyStopping(pl.callbacks.EarlyStopping):
+    """Lightning's early stopping that never decides to stop before ``trainer.min_epochs``.
+
+    Lightning's own keeps a stop decided below the floor and carries it out at the floor,
+    however much the metric improved in between. Here the epochs below the floor update the
+    best value and the count of epochs without improvement as usual, but decide nothing; from
+    the floor on, a run stops once that count reaches ``patience``."""
+
+    def _run_early_stopping_check(self, trainer) -> None:
+        if trainer.current_epoch + 1 >= (trainer.min_epochs or 0):
+            super()._run_early_stopping_check(trainer)
+            return
+        logs = trainer.callback_metrics
+        if not trainer.fast_dev_run and self._validate_condition_metric(logs):
+            self._evaluate_stopping_criteria(logs[self.monitor].squeeze())  # best and wait count only
+
+
 def early_stopping(monitor: str, patience: PositiveInt | None = None,
                    min_delta: NonNegativeFloat = 0.0) -> pl.callbacks.EarlyStopping | None:
     """The ``early_stopping`` settings of a run as a callback: stop when the task's monitored
     validation metric (higher is better) has not improved by more than ``min_delta`` for
     ``patience`` epochs; ``trainer.max_epochs`` stays the bound and ``trainer.min_epochs`` the
-    floor. ``patience: null`` (the default) trains every epoch."""
+    floor (no stop is decided below it). ``patience: null`` (the default) trains every epoch."""
     if patience is None:
         return None
-    return pl.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=patience, min_delta=min_delta,
-                                      check_finite=True)
+    return FloorEarlyStopping(monitor=monitor, mode="max", patience=patience, min_delta=min_delta, check_finite=True)
 
 
 def _utc() -> str:
@@ -98,7 +119,11 @@ def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> di
     if (finished is not None and not analysis_current(finished, resolved)
             and (run_dir / "checkpoints" / "best.ckpt").is_file()):
         # trained with this config, analysed with other settings: analyse again, do not retrain
-        return reanalyse(run_dir, resolved)
+        try:
+            return reanalyse(run_dir, resolved)
+        except Exception as err:  # noqa: BLE001 - the completed record on disk stays as it was
+            log.error("analysing %s again failed: %s: %s", run_dir, type(err).__name__, err)
+            return {**finished, "status": "failed", "error": f"analysing again: {type(err).__name__}: {err}"}
     previous = resumable_record(run_dir, config_hash(resolved))
     label, baseline = run_label(score_choice, str(cfg.score.get("_target_", "")), resolved["model"])
     record: dict[str, Any] = {
@@ -151,7 +176,8 @@ def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> di
                               logger=pl.loggers.CSVLogger(str(run_dir), name="logs", version=""))
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
         # read before the test, which restores the callbacks' states from the best checkpoint
-        epochs, stopped_early = trainer.current_epoch, bool(stopper is not None and stopper.stopped_epoch > 0)
+        epochs = trainer.current_epoch
+        stopped_early = bool(stopper is not None and stopper.stopped_epoch > 0 and epochs < (trainer.max_epochs or 0))
         results = trainer.test(model, datamodule=datamodule, ckpt_path="best", verbose=False)
         record["metrics"] = {**{k: float(v) for k, v in results[0].items()}, **analysis.metrics}
         record.update(analysis.fields)
@@ -215,8 +241,10 @@ def hydra_entry(cfg: DictConfig) -> float | None:
     if hc.mode == RunMode.MULTIRUN and cfg.get("skip_completed", False):
         done = run_dir if completed_record(run_dir, wanted) else find_completed(search_roots(cfg, hc), wanted)
         if done is not None:
-            if analysis_current(read_record(done), resolved):
-                log.info("skipped: the same config already completed in %s", done)
+            if analysis_current(read_record(done), resolved) or not (done / "checkpoints" / "best.ckpt").is_file():
+                log.info("skipped: the same config already completed in %s%s", done,
+                         "" if analysis_current(read_record(done), resolved) else
+                         " (its analysis settings differ, but it has no checkpoint to analyse again from)")
                 return read_record(done)["metrics"].get(monitor)
             run_dir = done  # trained, but analysed with other settings: train() analyses it again
     if resumable_record(run_dir, wanted) is None:  # a single run gets a new folder: look for an unfinished one
