@@ -49,7 +49,7 @@ def test_debug_shows_the_traceback(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["report", "/no/such/dir", "--out", "x"], "no such results folder: /no/such/dir"),
     (["compare", "--", "trainer.max_epochs=abc"], "trainer.max_epochs='abc' is not valid"),
-    (["compare", "preset=nope"], "unknown preset 'nope'; valid choices: default, smoke"),
+    (["compare", "preset=nope"], "unknown preset 'nope'; valid choices: converged, default, smoke"),
     (["list", "nope"], "invalid choice: 'nope'"),
 ])
 def test_bad_input_of_other_commands(tmp_path, args, message):
