@@ -138,22 +138,17 @@ def compare_presets(search_path: list[str] | None = None) -> list[str]:
                    and o.count("/") == 2})
 
 
-def is_done(job: Job) -> bool:
-    """Whether ``job`` already has a completed record of the same config, analysed with the
-    same settings (the rules sweeps use too)."""
+def job_state(job: Job) -> str:
+    """``done`` (a completed record of the same config, analysed with the same settings, or
+    with no checkpoint to analyse it again from: committed records keep none and are never
+    retrained for that), ``done-stale`` (the latter), ``reanalyse`` (trained; only its
+    analysis is outdated) or ``run``: the rules sweeps use too."""
     record = completed_record(job.run_dir, job.config_hash)
     if record is None:
-        return False
-    # trained with this config: done when its analysis is current, or when there is no checkpoint
-    # to analyse it again from (committed records keep none; they are never retrained for that)
-    return analysis_current(record, job.resolved) or not (job.run_dir / "checkpoints" / "best.ckpt").is_file()
-
-
-def reanalysable(job: Job) -> bool:
-    """Whether ``job`` is trained (a completed record of the same config and its best
-    checkpoint) and only its analysis is outdated: it is analysed again, not retrained."""
-    return (completed_record(job.run_dir, job.config_hash) is not None
-            and (job.run_dir / "checkpoints" / "best.ckpt").is_file())
+        return "run"
+    if analysis_current(record, job.resolved):
+        return "done"
+    return "reanalyse" if (job.run_dir / "checkpoints" / "best.ckpt").is_file() else "done-stale"
 
 
 # a worker is `alignbench train` in the interpreter that runs `compare`, importing the same
@@ -169,7 +164,8 @@ _LOCK = threading.Lock()
 
 def run_job(job: Job, threads: int | None) -> tuple[str, float]:
     """Run one job as an ``alignbench train`` process; returns its status and seconds."""
-    if job.run_dir.exists() and resumable_record(job.run_dir, job.config_hash) is None and not reanalysable(job):
+    stale = resumable_record(job.run_dir, job.config_hash) is None and job_state(job) != "reanalyse"
+    if job.run_dir.exists() and stale:
         clear_stale(job.run_dir)  # a failed or outdated run: start it afresh (an unfinished one resumes)
     job.run_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -235,11 +231,12 @@ def run_comparison(cfg: DictConfig, echo=lambda text: print(text, flush=True),
     threads = 1 if width > 1 else None
     todo = []
     for job in jobs:
-        if is_done(job):
-            stale = not analysis_current(completed_record(job.run_dir, job.config_hash), job.resolved)
-            echo(f"[skip] {job.label}: completed with the same config"
-                 + ("; its analysis settings differ, but it has no checkpoint to analyse again from" if stale else ""))
-        elif reanalysable(job):
+        state = job_state(job)
+        if state.startswith("done"):
+            echo(f"[skip] {job.label}: completed with the same config" + (
+                "; its analysis settings differ, but it has no checkpoint to analyse again from"
+                if state == "done-stale" else ""))
+        elif state == "reanalyse":
             echo(f"[analyse] {job.label}: trained with the same config; its analysis settings changed")
             todo.append(job)
         else:

@@ -69,8 +69,8 @@ def paired(x: Mapping[int, float], y: Mapping[int, float]) -> tuple[np.ndarray, 
     return np.array([xs[s] for s in sorted(xs)]), np.array([ys[s] for s in sorted(ys)]), False
 
 
-def difference_ci(x: Mapping[int, float], y: Mapping[int, float], confidence: float = CONFIDENCE,
-                  **_unused) -> tuple[float, float, float]:
+def difference_ci(x: Mapping[int, float], y: Mapping[int, float],
+                  confidence: float = CONFIDENCE) -> tuple[float, float, float]:
     """``mean(x) - mean(y)`` and its Student-t ``confidence`` interval; ``x`` and ``y`` map seed
     → result. With the same seeds the differences are paired seed by seed (the t interval of
     the per-seed differences); otherwise Welch's interval of two independent samples. NaN

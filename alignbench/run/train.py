@@ -241,11 +241,12 @@ def hydra_entry(cfg: DictConfig) -> float | None:
     if hc.mode == RunMode.MULTIRUN and cfg.get("skip_completed", False):
         done = run_dir if completed_record(run_dir, wanted) else find_completed(search_roots(cfg, hc), wanted)
         if done is not None:
-            if analysis_current(read_record(done), resolved) or not (done / "checkpoints" / "best.ckpt").is_file():
-                log.info("skipped: the same config already completed in %s%s", done,
-                         "" if analysis_current(read_record(done), resolved) else
+            record = read_record(done)
+            current = analysis_current(record, resolved)
+            if current or not (done / "checkpoints" / "best.ckpt").is_file():
+                log.info("skipped: the same config already completed in %s%s", done, "" if current else
                          " (its analysis settings differ, but it has no checkpoint to analyse again from)")
-                return read_record(done)["metrics"].get(monitor)
+                return record["metrics"].get(monitor)
             run_dir = done  # trained, but analysed with other settings: train() analyses it again
     if resumable_record(run_dir, wanted) is None:  # a single run gets a new folder: look for an unfinished one
         run_dir = find_resumable(search_roots(cfg, hc), wanted) or run_dir
