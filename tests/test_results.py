@@ -227,6 +227,11 @@ def test_difference_ci_pairs_seeds_and_falls_back_to_independent_samples():
     assert stats.difference_pvalue(x, y) == pytest.approx(scipy_stats.ttest_rel(list(x.values()), list(y.values())).pvalue)
     unpaired = stats.difference_ci({0: 10.0, 1: 20.0, 2: 30.0, 3: 40.0}, {4: 9.0, 5: 19.5, 6: 28.0, 7: 39.0})
     assert unpaired[0] == pytest.approx(1.125) and not stats.separated(unpaired[1], unpaired[2])  # seed spread dominates
+    # a comparison still running: x has a seed y lacks; Δ, its interval and P(>) use the 4 shared seeds only
+    running = {**x, 4: 100.0}
+    assert stats.difference_ci(running, y) == pytest.approx((delta, low, high))
+    assert stats.difference_pvalue(running, y) == pytest.approx(stats.difference_pvalue(x, y))
+    assert stats.probability_of_improvement(running, y) == stats.probability_of_improvement(x, y)
 
 
 def test_rank_first_probability():

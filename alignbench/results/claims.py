@@ -2,8 +2,9 @@
 
 Each claim is tested per comparison (task, data) that holds the scores it needs and gets a
 verdict — ``reproduced``, ``refuted`` or ``undecided`` — with the numbers behind it: means
-over seeds and 95% bootstrap intervals of paired per-seed differences
-(Student-t, :func:`alignbench.results.stats.difference_ci`). A difference "holds" when its interval lies above 0 and
+over seeds and 95% Student-t intervals of the per-seed differences, paired on the seeds both
+scores have (:func:`alignbench.results.stats.difference_ci`). A difference "holds" when its
+interval lies above 0 and
 "fails" when it lies below; an interval that includes 0 decides nothing. With one seed there
 is no interval, so every verdict is ``undecided``.
 

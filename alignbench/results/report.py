@@ -196,7 +196,8 @@ def build_report(runs: RunSet, sources: list[str], staging: Path, out: Path | No
                  f"interval of a mean is a percentile bootstrap over seeds (optimistic with few seeds: 3 seeds have 10 "
                  f"distinct resamples); differences between scores, and the bold marks and claims that rest on them, "
                  f"use Student-t intervals of the per-seed differences, which keep their level with few seeds. "
-                 f"Reference score: {reference}.")
+                 f"Reference score: {reference}" + ("." if reference in set(runs.runs["score"]) else
+                                                     " (not among these runs: no Δ or P(>) columns)."))
         doc.heading(2, "Cross-task ranking")
         doc.table(ranking_table(runs.runs, summary))
         verdicts = check_claims(runs.runs, runs.records)

@@ -4,7 +4,7 @@ the probability of ranking first.
 Every score of a comparison is trained with the same seeds, and a seed gives every score
 the same data order and the same initial weights of the shared layers
 (:class:`alignbench.run.build.PairedScoreFactory`), so the per-seed results of two scores
-are paired: differences are taken seed by seed where both scores have the same seeds.
+are paired: differences are taken seed by seed, on the seeds both scores have.
 
 - :func:`mean_ci`: 95% percentile-bootstrap interval of a mean over seeds (scipy's
   ``bootstrap``);
@@ -59,22 +59,24 @@ def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE, resamples: 
 
 
 def paired(x: Mapping[int, float], y: Mapping[int, float]) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Two scores' results by seed as arrays: seed-aligned and ``True`` when both have the
-    same seeds, else each in seed order and ``False``."""
+    """Two scores' results by seed as arrays: on the seeds both have, seed-aligned, and
+    ``True``; when they have no seed in common, each in seed order and ``False``. (A
+    comparison still running has scores with more seeds than others: their differences,
+    like P(>), are taken on the seeds they share, never on unpaired extra runs.)"""
     xs = {s: v for s, v in x.items() if not math.isnan(v)}
     ys = {s: v for s, v in y.items() if not math.isnan(v)}
-    if xs and set(xs) == set(ys):
-        seeds = sorted(xs)
-        return np.array([xs[s] for s in seeds]), np.array([ys[s] for s in seeds]), True
+    common = sorted(set(xs) & set(ys))
+    if common:
+        return np.array([xs[s] for s in common]), np.array([ys[s] for s in common]), True
     return np.array([xs[s] for s in sorted(xs)]), np.array([ys[s] for s in sorted(ys)]), False
 
 
 def difference_ci(x: Mapping[int, float], y: Mapping[int, float],
                   confidence: float = CONFIDENCE) -> tuple[float, float, float]:
     """``mean(x) - mean(y)`` and its Student-t ``confidence`` interval; ``x`` and ``y`` map seed
-    → result. With the same seeds the differences are paired seed by seed (the t interval of
-    the per-seed differences); otherwise Welch's interval of two independent samples. NaN
-    interval with fewer than 2 results on a side.
+    → result. On the seeds both have the differences are paired seed by seed (the t interval
+    of the per-seed differences); with no seed in common, Welch's interval of two independent
+    samples. NaN interval with fewer than 2 results (pairs) on a side.
 
     Differences use t intervals, not the bootstrap of :func:`mean_ci`: with the few seeds a
     comparison has, a percentile bootstrap of 2–5 differences is about their range and
@@ -102,7 +104,7 @@ def difference_ci(x: Mapping[int, float], y: Mapping[int, float],
 
 def difference_pvalue(x: Mapping[int, float], y: Mapping[int, float]) -> float:
     """Two-sided p-value of ``mean(x) = mean(y)`` by the same t test as :func:`difference_ci`
-    (paired when both have the same seeds; NaN without enough results)."""
+    (paired on the seeds both have; NaN without enough results)."""
     a, b, is_paired = paired(x, y)
     if is_paired and len(a) >= 2:
         diff = a - b
@@ -133,13 +135,10 @@ def separated(low: float, high: float) -> bool:
 def probability_of_improvement(x: Mapping[int, float], y: Mapping[int, float], direction: int = 1) -> float:
     """P(X > Y) for ``direction`` +1 (higher is better), P(X < Y) for -1: the Mann–Whitney U
     statistic of the two scores' results divided by ``n·m`` (ties count one half). The seeds
-    both scores have are used (all of each when they have none in common). NaN if either is
+    both scores have are used, as in :func:`difference_ci` (all of each when they have none
+    in common). NaN if either is
     empty or ``direction`` is 0."""
-    common = sorted(s for s in set(x) & set(y) if not (math.isnan(x[s]) or math.isnan(y[s])))
-    if common:
-        a, b = np.array([x[s] for s in common]), np.array([y[s] for s in common])
-    else:
-        a, b, _ = paired(x, y)
+    a, b, _ = paired(x, y)
     if direction == 0 or len(a) == 0 or len(b) == 0:
         return math.nan
     if direction < 0:

@@ -328,7 +328,7 @@ def task_table(task: str, data: str, runs: pd.DataFrame, summary: pd.DataFrame, 
     note = ("Mean ± sample std over seeds (no std for one seed). 95% CI: percentile bootstrap of the mean over "
             "seeds. " + BOLD_RULE)
     if has_reference:
-        note += (f" Δ: mean per-seed difference to {reference} (paired seeds) with its 95% Student-t interval; "
+        note += (f" Δ: mean per-seed difference to {reference} (paired, on the seeds both have) with its 95% Student-t interval; "
                  f"P(> {reference}): probability that a run of the score does better than a run of {reference} "
                  "(Mann–Whitney statistic over the pairs of runs, as rliable).")
     if primary is not None and labels[primary] in tied:
