@@ -215,6 +215,31 @@ def stop_workers(grace: float = 60.0) -> None:
             process.wait()
 
 
+class Durations:
+    """How long the runs of each task take, for the estimate of the time left: a task's mean
+    over its completed runs, or the mean over every task's while it has none yet."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, list[float]] = {}
+
+    def add(self, task: str, seconds: float | None) -> None:
+        if seconds is not None and seconds > 0:
+            self.seconds.setdefault(task, []).append(float(seconds))
+
+    def estimate(self, task: str) -> float | None:
+        known = self.seconds.get(task) or [s for values in self.seconds.values() for s in values]
+        return sum(known) / len(known) if known else None
+
+    def remaining(self, waiting: list[Job], running: list[tuple[Job, float]], width: int) -> float | None:
+        """Seconds until ``waiting`` jobs and the ``running`` ones (with the seconds they have
+        run) are done on ``width`` lanes; ``None`` before any run has a duration to go by."""
+        if not self.seconds:
+            return None
+        total = sum(self.estimate(job.task) for job in waiting)
+        total += sum(max(self.estimate(job.task) - ran, 0.0) for job, ran in running)
+        return total / max(width, 1)
+
+
 def _clock(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 60}:{seconds % 60:02d}"
@@ -230,33 +255,46 @@ def run_comparison(cfg: DictConfig, echo=lambda text: print(text, flush=True),
     width = int(cfg.jobs)
     threads = 1 if width > 1 else None
     todo = []
+    # seconds a run of each task takes: from the completed records, then from this comparison's runs
+    # (a text-to-image run takes several times a grounding one, so one mean over all runs misleads)
+    durations, reanalysed = Durations(), set()
     for job in jobs:
         state = job_state(job)
         if state.startswith("done"):
+            durations.add(job.task, read_record(job.run_dir).get("wall_seconds"))
             echo(f"[skip] {job.label}: completed with the same config" + (
                 "; its analysis settings differ, but it has no checkpoint to analyse again from"
                 if state == "done-stale" else ""))
         elif state == "reanalyse":
             echo(f"[analyse] {job.label}: trained with the same config; its analysis settings changed")
+            reanalysed.add(job.label)
             todo.append(job)
         else:
             todo.append(job)
     echo(f"alignbench compare: {len(jobs)} runs ({len(jobs) - len(todo)} already complete), {width} at a time; "
          f"results in {cfg.out}")
-    start, finished, times, failed = time.perf_counter(), 0, [], []
+    start, finished, failed = time.perf_counter(), 0, []
+    started: dict[str, float] = {}  # label → when the job's run began, for the runs going on
 
     def done(job: Job, result: tuple[str, float]) -> None:
         nonlocal finished
         status, seconds = result
         finished += 1
-        times.append(seconds)
-        if status != "completed":
+        started.pop(job.label, None)
+        if status == "completed":
+            if job.label not in reanalysed:  # an analysis alone says nothing of a training run's time
+                durations.add(job.task, seconds)
+        else:
             failed.append(job)
-        elapsed = time.perf_counter() - start
-        remaining = (len(todo) - finished) * (sum(times) / len(times)) / width
+        now = time.perf_counter()
+        waiting = [j for j in todo if j.label not in started and j.label not in ended]
+        remaining = durations.remaining(waiting, [(j, now - started[j.label]) for j in todo if j.label in started],
+                                        width)
+        left = f", about {_clock(remaining)} left" if remaining is not None else ""
         echo(f"[{finished}/{len(todo)}] {job.label}: {status} in {_clock(seconds)} "
-             f"(elapsed {_clock(elapsed)}, about {_clock(remaining)} left)")
+             f"(elapsed {_clock(now - start)}{left})")
 
+    ended: set[str] = set()
     by_task: dict[str, list[Job]] = {}
     for job in todo:
         by_task.setdefault(job.task, []).append(job)
@@ -270,10 +308,12 @@ def run_comparison(cfg: DictConfig, echo=lambda text: print(text, flush=True),
             while ready or running:
                 while ready and len(running) < width:
                     job = ready.pop(0)
+                    started[job.label] = time.perf_counter()
                     running[pool.submit(run_job, job, threads)] = job
                 finished_now, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
                 for future in finished_now:
                     job = running.pop(future)
+                    ended.add(job.label)
                     done(job, future.result())
                     ready.extend(held.pop(job.task, []))
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see alignbench.cli): stop the workers, keep what is done

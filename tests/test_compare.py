@@ -243,3 +243,23 @@ def test_compare_workers_import_the_installed_alignbench_not_a_folder_in_the_cur
     monkeypatch.chdir(tmp_path)
     assert main(["compare", "preset=smoke", "tasks=[grounding]", "scores=[dot]", "baselines=null", "out=cmp"]) == 0
     assert read_record(tmp_path / "cmp" / "runs" / "grounding" / "dot" / "seed0")["status"] == "completed"
+
+
+def test_time_left_goes_by_each_tasks_own_run_time():
+    from alignbench.compare import Durations, Job
+
+    def job(task):
+        return Job(task, "dot", 0, [], Path(task))
+
+    durations = Durations()
+    assert durations.remaining([job("vqa")], [], 2) is None  # nothing to go by yet
+    durations.add("grounding", 40.0)
+    durations.add("t2i", 1300.0)
+    durations.add("t2i", 1500.0)
+    durations.add("vqa", None)  # a record without a time adds nothing
+    assert durations.estimate("t2i") == 1400.0 and durations.estimate("grounding") == 40.0
+    assert durations.estimate("vqa") == pytest.approx((40 + 1300 + 1500) / 3)  # no run of its own yet: all runs'
+    # two text-to-image runs to go, one grounding run 30 s in, on 2 lanes
+    assert durations.remaining([job("t2i"), job("t2i")], [(job("grounding"), 30.0)], 2) == pytest.approx(
+        (1400 + 1400 + 10) / 2)
+    assert durations.remaining([], [(job("grounding"), 90.0)], 1) == 0.0  # overdue counts as nearly done
