@@ -138,17 +138,18 @@ def compare_presets(search_path: list[str] | None = None) -> list[str]:
                    and o.count("/") == 2})
 
 
-def job_state(job: Job) -> str:
+def job_state(job: Job) -> tuple[str, dict | None]:
     """``done`` (a completed record of the same config, analysed with the same settings, or
     with no checkpoint to analyse it again from: committed records keep none and are never
     retrained for that), ``done-stale`` (the latter), ``reanalyse`` (trained; only its
-    analysis is outdated) or ``run``: the rules sweeps use too."""
+    analysis is outdated) or ``run`` (the rules sweeps use too), with the completed record
+    (None for ``run``)."""
     record = completed_record(job.run_dir, job.config_hash)
     if record is None:
-        return "run"
+        return "run", None
     if analysis_current(record, job.resolved):
-        return "done"
-    return "reanalyse" if (job.run_dir / "checkpoints" / "best.ckpt").is_file() else "done-stale"
+        return "done", record
+    return ("reanalyse" if (job.run_dir / "checkpoints" / "best.ckpt").is_file() else "done-stale"), record
 
 
 # a worker is `alignbench train` in the interpreter that runs `compare`, importing the same
@@ -162,9 +163,10 @@ _WORKERS: set[subprocess.Popen] = set()  # the `alignbench train` processes runn
 _LOCK = threading.Lock()
 
 
-def run_job(job: Job, threads: int | None) -> tuple[str, float]:
-    """Run one job as an ``alignbench train`` process; returns its status and seconds."""
-    stale = resumable_record(job.run_dir, job.config_hash) is None and job_state(job) != "reanalyse"
+def run_job(job: Job, threads: int | None, reanalyse: bool = False) -> tuple[str, float]:
+    """Run one job as an ``alignbench train`` process (``reanalyse``: a trained run whose
+    analysis alone is outdated, :func:`job_state`); returns its status and seconds."""
+    stale = resumable_record(job.run_dir, job.config_hash) is None and not reanalyse
     if job.run_dir.exists() and stale:
         clear_stale(job.run_dir)  # a failed or outdated run: start it afresh (an unfinished one resumes)
     job.run_dir.mkdir(parents=True, exist_ok=True)
@@ -259,9 +261,9 @@ def run_comparison(cfg: DictConfig, echo=lambda text: print(text, flush=True),
     # (a text-to-image run takes several times a grounding one, so one mean over all runs misleads)
     durations, reanalysed = Durations(), set()
     for job in jobs:
-        state = job_state(job)
+        state, record = job_state(job)
         if state.startswith("done"):
-            durations.add(job.task, read_record(job.run_dir).get("wall_seconds"))
+            durations.add(job.task, record.get("wall_seconds"))
             echo(f"[skip] {job.label}: completed with the same config" + (
                 "; its analysis settings differ, but it has no checkpoint to analyse again from"
                 if state == "done-stale" else ""))
@@ -274,27 +276,24 @@ def run_comparison(cfg: DictConfig, echo=lambda text: print(text, flush=True),
     echo(f"alignbench compare: {len(jobs)} runs ({len(jobs) - len(todo)} already complete), {width} at a time; "
          f"results in {cfg.out}")
     start, finished, failed = time.perf_counter(), 0, []
-    started: dict[str, float] = {}  # label → when the job's run began, for the runs going on
+    started: dict[str, float] = {}  # label → when the job's run began
 
     def done(job: Job, result: tuple[str, float]) -> None:
         nonlocal finished
         status, seconds = result
         finished += 1
-        started.pop(job.label, None)
         if status == "completed":
             if job.label not in reanalysed:  # an analysis alone says nothing of a training run's time
                 durations.add(job.task, seconds)
         else:
             failed.append(job)
         now = time.perf_counter()
-        waiting = [j for j in todo if j.label not in started and j.label not in ended]
-        remaining = durations.remaining(waiting, [(j, now - started[j.label]) for j in todo if j.label in started],
-                                        width)
+        waiting = ready + [j for jobs_ in held.values() for j in jobs_]
+        remaining = durations.remaining(waiting, [(j, now - started[j.label]) for j in running.values()], width)
         left = f", about {_clock(remaining)} left" if remaining is not None else ""
         echo(f"[{finished}/{len(todo)}] {job.label}: {status} in {_clock(seconds)} "
              f"(elapsed {_clock(now - start)}{left})")
 
-    ended: set[str] = set()
     by_task: dict[str, list[Job]] = {}
     for job in todo:
         by_task.setdefault(job.task, []).append(job)
@@ -309,11 +308,10 @@ def run_comparison(cfg: DictConfig, echo=lambda text: print(text, flush=True),
                 while ready and len(running) < width:
                     job = ready.pop(0)
                     started[job.label] = time.perf_counter()
-                    running[pool.submit(run_job, job, threads)] = job
+                    running[pool.submit(run_job, job, threads, job.label in reanalysed)] = job
                 finished_now, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
                 for future in finished_now:
                     job = running.pop(future)
-                    ended.add(job.label)
                     done(job, future.result())
                     ready.extend(held.pop(job.task, []))
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see alignbench.cli): stop the workers, keep what is done

@@ -71,6 +71,30 @@ def paired(x: Mapping[int, float], y: Mapping[int, float]) -> tuple[np.ndarray, 
     return np.array([xs[s] for s in sorted(xs)]), np.array([ys[s] for s in sorted(ys)]), False
 
 
+_CONSTANT = "constant"  # the compared values do not vary: an interval of width 0
+
+
+def _t_test(x: Mapping[int, float], y: Mapping[int, float]):
+    """``mean(x) - mean(y)``, whether it is paired, and the t test behind :func:`difference_ci`
+    and :func:`difference_pvalue`: of the per-seed differences on the seeds both have, else
+    Welch's of two independent samples. The test is None with fewer than 2 results (pairs)
+    on a side, ``_CONSTANT`` when the differences (unpaired: both samples) do not vary."""
+    a, b, is_paired = paired(x, y)
+    if len(a) == 0 or len(b) == 0:
+        return math.nan, is_paired, None
+    delta = float(a.mean() - b.mean())
+    if is_paired:
+        diff = a - b
+        if len(diff) < 2:
+            return delta, True, None
+        return delta, True, (_CONSTANT if np.all(diff == diff[0]) else _scipy.ttest_1samp(diff, 0.0))
+    if len(a) < 2 or len(b) < 2:
+        return delta, False, None
+    if np.all(a == a[0]) and np.all(b == b[0]):
+        return delta, False, _CONSTANT
+    return delta, False, _scipy.ttest_ind(a, b, equal_var=False)
+
+
 def difference_ci(x: Mapping[int, float], y: Mapping[int, float],
                   confidence: float = CONFIDENCE) -> tuple[float, float, float]:
     """``mean(x) - mean(y)`` and its Student-t ``confidence`` interval; ``x`` and ``y`` map seed
@@ -82,37 +106,24 @@ def difference_ci(x: Mapping[int, float], y: Mapping[int, float],
     comparison has, a percentile bootstrap of 2–5 differences is about their range and
     excludes 0 far more often than 5% of the time when there is no difference (about half
     the time with 2 seeds), while the t interval keeps its level for normal errors."""
-    a, b, is_paired = paired(x, y)
-    if len(a) == 0 or len(b) == 0:
-        return math.nan, math.nan, math.nan
-    delta = float(a.mean() - b.mean())
-    if is_paired:
-        diff = a - b
-        if len(diff) < 2:
-            return delta, math.nan, math.nan
-        if np.all(diff == diff[0]):
-            return delta, delta, delta
-        interval = _scipy.ttest_1samp(diff, 0.0).confidence_interval(confidence)
-    else:
-        if len(a) < 2 or len(b) < 2:
-            return delta, math.nan, math.nan
-        if np.all(a == a[0]) and np.all(b == b[0]):
-            return delta, delta, delta
-        interval = _scipy.ttest_ind(a, b, equal_var=False).confidence_interval(confidence)
+    delta, _, test = _t_test(x, y)
+    if test is None:
+        return delta, math.nan, math.nan
+    if test is _CONSTANT:
+        return delta, delta, delta
+    interval = test.confidence_interval(confidence)
     return delta, float(interval.low), float(interval.high)
 
 
 def difference_pvalue(x: Mapping[int, float], y: Mapping[int, float]) -> float:
     """Two-sided p-value of ``mean(x) = mean(y)`` by the same t test as :func:`difference_ci`
     (paired on the seeds both have; NaN without enough results)."""
-    a, b, is_paired = paired(x, y)
-    if is_paired and len(a) >= 2:
-        diff = a - b
-        return 1.0 if np.all(diff == 0) else (0.0 if np.all(diff == diff[0]) else
-                                               float(_scipy.ttest_1samp(diff, 0.0).pvalue))
-    if not is_paired and len(a) >= 2 and len(b) >= 2:
-        return float(_scipy.ttest_ind(a, b, equal_var=False).pvalue)
-    return math.nan
+    delta, is_paired, test = _t_test(x, y)
+    if test is None:
+        return math.nan
+    if test is _CONSTANT:  # scipy's answer for constant samples: 0 when they differ; paired equal ones: 1
+        return 0.0 if delta != 0 else (1.0 if is_paired else math.nan)
+    return float(test.pvalue)
 
 
 def holm(pvalues: Sequence[float], alpha: float = 1 - CONFIDENCE) -> list[bool]:

@@ -91,15 +91,16 @@ class FloorEarlyStopping(pl.callbacks.EarlyStopping):
             self._evaluate_stopping_criteria(logs[self.monitor].squeeze())  # best and wait count only
 
 
-def early_stopping(monitor: str, patience: PositiveInt | None = None,
-                   min_delta: NonNegativeFloat = 0.0) -> pl.callbacks.EarlyStopping | None:
-    """The ``early_stopping`` settings of a run as a callback: stop when the task's monitored
-    validation metric (higher is better) has not improved by more than ``min_delta`` for
-    ``patience`` epochs; ``trainer.max_epochs`` stays the bound and ``trainer.min_epochs`` the
-    floor (no stop is decided below it). ``patience: null`` (the default) trains every epoch."""
-    if patience is None:
+def early_stopping(monitor: str, **settings) -> pl.callbacks.EarlyStopping | None:
+    """The ``early_stopping`` settings of a run (:func:`early_stopping_settings`) as a
+    callback: stop when the task's monitored validation metric (higher is better) has not
+    improved by more than ``min_delta`` for ``patience`` epochs; ``trainer.max_epochs`` stays
+    the bound and ``trainer.min_epochs`` the floor (no stop is decided below it).
+    ``patience: null`` (the default) trains every epoch."""
+    settings = early_stopping_settings(**settings)
+    if settings["patience"] is None:
         return None
-    return FloorEarlyStopping(monitor=monitor, mode="max", patience=patience, min_delta=min_delta, check_finite=True)
+    return FloorEarlyStopping(monitor=monitor, mode="max", check_finite=True, **settings)
 
 
 def _utc() -> str:
