@@ -502,3 +502,41 @@ def test_entities_path_does_not_change_the_config_hash():
     with_karpathy = {**base, "data": {**with_entities["data"], "karpathy_json": "/data/dataset_flickr30k.json"}}
     other = {**base, "data": {**base["data"], "limit": 4}}
     assert config_hash(base) == config_hash(with_entities) == config_hash(with_karpathy) != config_hash(other)
+
+
+def test_adding_the_grounding_truth_reanalyses_a_trained_run_without_retraining(tmp_path):
+    """``data.entities_path`` is read by the analysis only: giving it to a run trained
+    without it analyses that run again from its checkpoint (the same model, now with the
+    pointing game), where a skip would have kept a record without grounding."""
+    from alignbench.cli import main
+    from alignbench.run.record import read_record
+    from alignbench.run.resume import analysis_current
+
+    write_fixture(tmp_path)
+    run = tmp_path / "run"
+    base = ["train", "task=retrieval", "data=scan_precomp", "preset=tiny", "score=scaled_dot",
+            f"data.data_path={tmp_path}", "data.batch_size=4", "trainer.max_epochs=1",
+            "analysis.costly_examples=2", f"hydra.run.dir={run}"]
+    assert main(base) == 0
+    first = read_record(run)
+    assert first["status"] == "completed" and "test/pointing_acc" not in first["metrics"]
+    checkpoint = (run / "checkpoints" / "best.ckpt").stat().st_mtime_ns
+    wanted = {**first["config"], "data": {**first["config"]["data"], "entities_path": str(tmp_path / "entities")}}
+    assert not analysis_current(first, wanted) and analysis_current(first, first["config"])
+
+    assert main([*base, f"data.entities_path={tmp_path / 'entities'}"]) == 0
+    second = read_record(run)
+    assert (run / "checkpoints" / "best.ckpt").stat().st_mtime_ns == checkpoint  # not retrained
+    assert second["history"] == first["history"] and second["started"] == first["started"]
+    assert second["metrics"]["test/rsum"] == first["metrics"]["test/rsum"]  # the same trained model
+    assert second["metrics"]["test/pointing_chance"] == pytest.approx(50.0)
+    assert second["config"]["data"]["entities_path"] == str(tmp_path / "entities")
+    assert analysis_current(second, wanted)
+
+    # and without it again: analysed again, and the grounding measures of the earlier analysis go
+    assert main(base) == 0
+    third = read_record(run)
+    assert (run / "checkpoints" / "best.ckpt").stat().st_mtime_ns == checkpoint
+    assert "test/pointing_acc" not in third["metrics"] and third["config"]["data"].get("entities_path") is None
+    assert set(third["analysis_metrics"]) <= set(third["metrics"]) and "test/tau_ig" in third["analysis_metrics"]
+    assert third["metrics"]["test/rsum"] == first["metrics"]["test/rsum"]

@@ -27,8 +27,9 @@ def analyse(model, datamodule, task: str, run_dir: str | Path | None, settings: 
     """Run ``task``'s analysis of ``model`` (in eval mode, on the CPU): the attention examples
     go into ``run_dir`` (when given), the measures run when ``settings`` (the run's
     ``analysis`` config without ``enabled``) are given. Returns the test metrics and the
-    record fields ``analysis`` (deletion curves, examples used) and ``analysis_seconds``;
-    empty for a task without an analysis."""
+    record fields ``analysis`` (deletion curves, examples used), ``analysis_seconds`` and
+    ``analysis_metrics`` (the names of the metrics it gave, so an analysis done again
+    replaces them all); empty for a task without an analysis."""
     hooks = task_analyses().get(task)
     if hooks is None:
         return {}, {}
@@ -47,7 +48,8 @@ def analyse(model, datamodule, task: str, run_dir: str | Path | None, settings: 
         result = hooks.measure(model, datamodule, seed=seed, **settings)
     finally:
         model.train(training)
-    return result["metrics"], {"analysis": result["deletion"], "analysis_seconds": result["seconds"]}
+    return result["metrics"], {"analysis": result["deletion"], "analysis_seconds": result["seconds"],
+                               "analysis_metrics": sorted(result["metrics"])}
 
 
 class InterpretabilityCallback(pl.Callback):

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from ..analysis.callback import analyse, task_analyses
 from .build import build_parts, trainer_config
-from .record import RECORD_NAME, code_version, read_record, write_json_atomic
+from .record import ANALYSIS_DATA, RECORD_NAME, code_version, read_record, write_json_atomic
 
 
 def evaluate(run_dir: str | Path, overrides: list[str] | None = None, checkpoint: str = "best") -> dict[str, float]:
@@ -36,12 +36,14 @@ def evaluate(run_dir: str | Path, overrides: list[str] | None = None, checkpoint
 
 
 def analyze(run_dir: str | Path, examples: int | None = None, costly_examples: int | None = None,
-            checkpoint: str = "best", settings: dict | None = None) -> dict:
+            checkpoint: str = "best", settings: dict | None = None, data: dict | None = None) -> dict:
     """Recompute the interpretability analysis of a finished run from its checkpoint and
     write it into its ``run.json`` (atomically), with its attention examples; returns the
     updated record. The analysis settings are the record's own (``settings`` replaces them;
     ``examples`` and ``costly_examples`` override single ones), and the record's
-    ``config.analysis`` says afterwards which were used."""
+    ``config.analysis`` says afterwards which were used. ``data`` replaces the data settings
+    that only the analysis reads (``entities_path``, ``karpathy_json``), which the record's
+    ``config.data`` then keeps."""
     import torch
 
     run_dir = Path(run_dir)
@@ -52,6 +54,11 @@ def analyze(run_dir: str | Path, examples: int | None = None, costly_examples: i
     if not ckpt.is_file():
         raise FileNotFoundError(f"{ckpt}: no such checkpoint (valid: best, last)")
     resolved = record["config"]
+    changed = {k: v for k, v in (data or {}).items() if (resolved.get("data") or {}).get(k) != v}
+    if set(changed) - set(ANALYSIS_DATA):
+        raise ValueError(f"data: {sorted(set(changed) - set(ANALYSIS_DATA))} would change the trained model; "
+                         f"only the analysis-only settings can change here (valid: {', '.join(ANALYSIS_DATA)})")
+    resolved = {**resolved, "data": {**resolved["data"], **changed}}
     datamodule, model = build_parts(resolved)
     if record["task"] not in task_analyses():
         raise ValueError(f"{run_dir}: the {record['task']!r} task has no interpretability analysis yet "
@@ -68,9 +75,12 @@ def analyze(run_dir: str | Path, examples: int | None = None, costly_examples: i
         settings["costly_examples"] = costly_examples
     # the attention examples too, with the current code's ground truth
     metrics, fields = analyse(model, datamodule, record["task"], run_dir, settings, seed=int(resolved["seed"]))
-    record["metrics"] = {**record["metrics"], **metrics}
+    # the earlier analysis's metrics go (one it gave that this one does not, e.g. grounding
+    # once the truth is gone, would be stale); records from before analysis_metrics keep theirs
+    earlier = set(record.get("analysis_metrics") or ())
+    record["metrics"] = {**{k: v for k, v in record["metrics"].items() if k not in earlier}, **metrics}
     record.update(fields)
-    record["config"] = {**record["config"], "analysis": {"enabled": True, **settings}}
+    record["config"] = {**record["config"], "data": resolved["data"], "analysis": {"enabled": True, **settings}}
     record["analysis_code_version"] = code_version()  # the code of this analysis (training's is code_version)
     write_json_atomic(run_dir / RECORD_NAME, record)
     return record

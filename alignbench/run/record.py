@@ -7,7 +7,9 @@ The results layer reads these records and nothing else. Fields: ``task``, ``data
 ``train_seconds``, ``epochs`` (trained, fewer than ``trainer.max_epochs`` when early
 stopping ended the run: then ``stopped_early``), ``config`` (resolved), ``config_hash``,
 ``versions``, ``code_version`` (:func:`code_version`) and ``started``/``finished`` (UTC,
-ISO 8601).
+ISO 8601). A run with an interpretability analysis adds ``analysis`` (deletion curves),
+``analysis_seconds`` and ``analysis_metrics`` (which of ``metrics`` the analysis gave); one
+analysed again from its checkpoint adds ``analysis_code_version``.
 
 ``status`` is ``running`` (rewritten after every epoch), ``completed`` (tested and
 analysed), ``failed`` (``error`` and ``traceback`` say why) or ``interrupted`` (stopped by
@@ -36,10 +38,11 @@ BUILD_INFO = "BUILD_INFO.json"  # written into the package by a wheel build (set
 # what makes up the code of a run, relative to the repository (records and reports under experiments/ do not)
 CODE_PATHS = ("alignbench", "conf", ":(glob)experiments/*.yaml", "pyproject.toml", "setup.py")
 
-# keys that change how a run is shown, not what it computes
+# data settings read by the interpretability analysis only (grounding truth), not by training
+ANALYSIS_DATA = ("entities_path", "karpathy_json")
+# keys that change how a run is shown or analysed, not what its training computes
 HASH_EXCLUDE = {("trainer", "enable_progress_bar"), ("trainer", "enable_model_summary"), ("output_root",),
-                ("skip_completed",), ("analysis",),
-                ("data", "entities_path"), ("data", "karpathy_json")}  # grounding truth: read by the analysis only
+                ("skip_completed",), ("analysis",), *(("data", key) for key in ANALYSIS_DATA)}
 
 
 def recorded_config(resolved: dict) -> dict:

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Iterable
 
-from .record import RECORD_NAME, read_record
+from .record import ANALYSIS_DATA, RECORD_NAME, read_record
 
 RESUMABLE = ("running", "interrupted")  # a run that stopped without finishing (killed, Ctrl-C)
 # what a training run writes into its folder (Hydra's .hydra/ and the caller's stdout.log are left alone)
@@ -38,16 +38,25 @@ def analysis_settings(resolved: dict) -> dict:
     return {k: v for k, v in (resolved.get("analysis") or {}).items() if k != "enabled"}
 
 
+def analysis_data(resolved: dict) -> dict:
+    """The data settings of a resolved run config that only the analysis reads (the grounding
+    truth's ``entities_path`` and ``karpathy_json``; None where the data module has none)."""
+    data = resolved.get("data") or {}
+    return {key: data.get(key) for key in ANALYSIS_DATA}
+
+
 def analysis_current(record: dict, resolved: dict) -> bool:
     """Whether a completed ``record`` was analysed as the resolved config ``resolved`` asks:
-    with the same analysis settings, or the config asks for no analysis. (The settings are
-    not part of the config hash: a change re-runs the analysis from the checkpoint, not the
-    training.)"""
+    with the same analysis settings and the same analysis-only data settings (the grounding
+    truth), or the config asks for no analysis. (Neither is part of the config hash: a change
+    re-runs the analysis from the checkpoint, not the training.)"""
     wanted = resolved.get("analysis") or {}
     if not wanted.get("enabled", False):
         return True
-    done = (record.get("config") or {}).get("analysis") or {}
-    return bool(done.get("enabled", False)) and analysis_settings({"analysis": done}) == analysis_settings(resolved)
+    done = record.get("config") or {}
+    return (bool((done.get("analysis") or {}).get("enabled", False))
+            and analysis_settings(done) == analysis_settings(resolved)
+            and analysis_data(done) == analysis_data(resolved))
 
 
 def resumable_record(run_dir: str | Path, wanted_hash: str) -> dict | None:

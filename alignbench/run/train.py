@@ -20,7 +20,7 @@ from ..ranges import NonNegativeFloat, PositiveInt
 from .build import build_parts, rank_zero, trainer_config
 from .record import (RECORD_NAME, code_version, config_hash, library_versions, read_record, recorded_config,
                      write_json_atomic)
-from .resume import (analysis_current, analysis_settings, clear_stale, completed_record, find_completed,
+from .resume import (analysis_current, analysis_data, analysis_settings, clear_stale, completed_record, find_completed,
                      find_resumable, resumable_record)
 
 log = logging.getLogger("alignbench")
@@ -207,12 +207,13 @@ def train(cfg: DictConfig, run_dir: Path, score_choice: str | None = None) -> di
 
 def reanalyse(run_dir: Path, resolved: dict) -> dict[str, Any]:
     """The interpretability analysis of a completed run, again from its best checkpoint with
-    the analysis settings of ``resolved`` (which then become the record's); returns the record."""
+    the analysis settings and analysis-only data settings of ``resolved`` (which then become
+    the record's); returns the record."""
     from .posthoc import analyze
 
     log.info("the run in %s is trained with this config but analysed with other settings: analysing again "
              "from its checkpoint", run_dir)
-    return analyze(run_dir, settings=analysis_settings(resolved))
+    return analyze(run_dir, settings=analysis_settings(resolved), data=analysis_data(resolved))
 
 
 def search_roots(cfg: DictConfig, hc) -> list[Path]:
