@@ -300,13 +300,16 @@ def test_the_report_warns_when_runs_come_from_different_code_versions(tmp_path):
     assert "Warning" not in (tmp_path / "report1" / "report.md").read_text()
 
 
-def _claim_runs(tmp_path, table):
-    """Records of a VQA comparison: score → per-seed accuracy (and, for ban, glimpse entropies)."""
+def _claim_runs(tmp_path, table, tau_ig=None):
+    """Records of a VQA comparison: score → per-seed accuracy (and, for ban, glimpse entropies;
+    ``tau_ig``: score → per-seed τ with integrated gradients where not the default)."""
     targets = {"ban": "alignbench.scores.ban.BANScore", "coattention": "alignbench.scores.coattention.CoAttentionScore",
-               "dot": "alignbench.scores.dot.DotScore", "uniform": "alignbench.scores.uniform.UniformScore"}
+               "dot": "alignbench.scores.dot.DotScore", "uniform": "alignbench.scores.uniform.UniformScore",
+               "scaled_dot": "alignbench.scores.ScaledDotScore", "cosine": "alignbench.scores.CosineScore"}
     for score, accs in table.items():
         for seed, acc in enumerate(accs):
-            metrics = {"test/vqa_acc": acc, "test/tau_ig": 0.2 + 0.01 * seed, "test/tau_loo": 0.3}
+            tau = (tau_ig or {}).get(score, [0.2 + 0.01 * s for s in range(len(accs))])[seed]
+            metrics = {"test/vqa_acc": acc, "test/tau_ig": tau, "test/tau_loo": 0.3 + 0.01 * seed}
             if score == "ban":
                 metrics.update({"test/attn_entropy_g0": 40.0 + seed, "test/attn_entropy_g1": 70.0 - seed})
             record = fake_record("vqa", score, seed, metrics)
@@ -331,3 +334,38 @@ def test_claims_are_reproduced_refuted_or_undecided_by_the_intervals(tmp_path):
     verdicts = _claim_runs(tmp_path / "c", {"ban": (70.0,), "coattention": (65.0,), "dot": (60.0,), "uniform": (50.0,)})
     assert {v.verdict for v in verdicts.values()} == {"undecided"}  # one seed decides nothing
     assert "3 of 3 scores above by their mean (one seed: no intervals)" in verdicts["Wiegreffe & Pinter 2019"].evidence
+
+
+def test_claims_that_test_many_scores_correct_for_their_number(tmp_path):
+    """Co-attention against each uni-attention score, and τ of each score against 0.5, are
+    families of one-sided tests under Holm's correction: one interval of several that
+    excludes 0 by itself does not decide, a clear difference does."""
+    base = {"ban": (70.0, 71.0, 72.0), "coattention": (65.0, 64.0, 66.0), "uniform": (50.0, 50.0, 51.0),
+            "scaled_dot": (64.0, 66.0, 65.0), "cosine": (66.0, 63.0, 65.0)}
+    # dot − coattention = 1, 2, 1.5: its own 95% interval excludes 0 (two-sided p 0.035), but
+    # the one-sided p 0.018 is above 0.05/3: co-attention is below no uni-attention score
+    verdicts = _claim_runs(tmp_path / "a", {**base, "dot": (66.0, 66.0, 67.5)},
+                           tau_ig={"dot": (0.53, 0.55, 0.54)})  # interval above 0.5, one-sided p 0.010 > 0.05/10
+    ban = verdicts["BAN Table 2"]
+    assert ban.verdict == "reproduced", ban.evidence
+    assert "coattention − dot -1.50 [-2.74, -0.26]" in ban.evidence and "below 0 of 3 uni-attention" in ban.evidence
+    jain = verdicts["Jain & Wallace 2019"]
+    assert jain.verdict == "undecided" and "above 0.5: 0 of 10" in jain.evidence, jain.evidence
+    verdicts = _claim_runs(tmp_path / "b", {**base, "dot": (70.0, 69.0, 71.5)}, tau_ig={"dot": (0.8, 0.82, 0.81)})
+    assert verdicts["BAN Table 2"].verdict == "refuted" and "below 1 of 3 uni-attention scores" in \
+        verdicts["BAN Table 2"].evidence and verdicts["BAN Table 2"].evidence.endswith(": dot")
+    assert verdicts["Jain & Wallace 2019"].verdict == "refuted" and "above 0.5: 1 of 10" in \
+        verdicts["Jain & Wallace 2019"].evidence
+
+
+def test_one_sided_pvalues_are_scipys():
+    from scipy import stats as scipy_stats
+
+    x, y = {0: 1.0, 1: 2.0, 2: 4.0, 3: 2.5}, {0: 0.0, 1: 0.5, 2: 0.7, 3: 1.9}
+    for alternative in ("two-sided", "greater", "less"):
+        assert stats.difference_pvalue(x, y, alternative) == pytest.approx(
+            scipy_stats.ttest_rel(list(x.values()), list(y.values()), alternative=alternative).pvalue)
+    assert stats.difference_pvalue({0: 1.0, 1: 2.0}, {0: 0.0, 1: 1.0}, "greater") == 0.0  # constant difference
+    assert stats.difference_pvalue({0: 1.0, 1: 2.0}, {0: 0.0, 1: 1.0}, "less") == 1.0
+    with pytest.raises(ValueError, match="alternative='above' \\(valid: two-sided, greater, less\\)"):
+        stats.difference_pvalue(x, y, "above")

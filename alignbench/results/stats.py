@@ -115,15 +115,28 @@ def difference_ci(x: Mapping[int, float], y: Mapping[int, float],
     return delta, float(interval.low), float(interval.high)
 
 
-def difference_pvalue(x: Mapping[int, float], y: Mapping[int, float]) -> float:
-    """Two-sided p-value of ``mean(x) = mean(y)`` by the same t test as :func:`difference_ci`
-    (paired on the seeds both have; NaN without enough results)."""
+ALTERNATIVES = ("two-sided", "greater", "less")
+
+
+def difference_pvalue(x: Mapping[int, float], y: Mapping[int, float], alternative: str = "two-sided") -> float:
+    """p-value of ``mean(x) = mean(y)`` by the same t test as :func:`difference_ci` (paired
+    on the seeds both have; NaN without enough results): two-sided, or one-sided against
+    ``mean(x) > mean(y)`` (``greater``) or ``mean(x) < mean(y)`` (``less``), the form to use
+    when only one direction would count (a family of one-sided tests under Holm's
+    correction then spends nothing on differences in the other direction)."""
+    if alternative not in ALTERNATIVES:
+        raise ValueError(f"alternative={alternative!r} (valid: {', '.join(ALTERNATIVES)})")
     delta, is_paired, test = _t_test(x, y)
     if test is None:
         return math.nan
     if test is _CONSTANT:  # scipy's answer for constant samples: 0 when they differ; paired equal ones: 1
-        return 0.0 if delta != 0 else (1.0 if is_paired else math.nan)
-    return float(test.pvalue)
+        two_sided = 0.0 if delta != 0 else (1.0 if is_paired else math.nan)
+    else:
+        two_sided = float(test.pvalue)
+    if alternative == "two-sided" or math.isnan(two_sided):
+        return two_sided
+    toward = delta > 0 if alternative == "greater" else delta < 0
+    return two_sided / 2 if toward else 1 - two_sided / 2  # the t distribution is symmetric
 
 
 def holm(pvalues: Sequence[float], alpha: float = 1 - CONFIDENCE) -> list[bool]:
