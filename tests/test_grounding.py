@@ -22,6 +22,27 @@ def test_pointing_and_mass_on_hand_made_maps():
     assert mass_inside(uniform, cover).tolist() == pytest.approx(area_share(cover).tolist())
 
 
+def test_tied_attention_points_and_hides_as_a_random_pick():
+    """Regions of equal mass: the pointing hit is the share of the tied regions on the truth
+    (uniform attention scores the chance rate, not whatever region is stored first), and the
+    attention order meets them in the random order (uniform attention hides at random)."""
+    cover = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.5, 0.0, 0.2], [0.0, 1.0, 0.0, 0.0]])
+    uniform = torch.full((3, 4), 0.25)
+    assert pointing_hits(uniform, cover).tolist() == pointing_chance(cover).tolist() == [0.25, 0.5, 0.25]
+    two_tied = torch.tensor([[0.4, 0.4, 0.1, 0.1]] * 3)  # regions 0 and 1 tie at the top
+    assert pointing_hits(two_tied, cover).tolist() == [0.5, 0.5, 0.5]
+    from alignbench.analysis.protocol import deletion_orders
+
+    orders = deletion_orders(torch.full((5, 6), 1 / 6), torch.Generator().manual_seed(3))
+    assert torch.equal(orders["attention"], orders["random"]) and len({tuple(o) for o in orders["random"].tolist()}) > 1
+    mass = torch.tensor([[0.1, 0.3, 0.3, 0.3], [0.4, 0.1, 0.2, 0.3]])
+    orders = deletion_orders(mass, torch.Generator().manual_seed(0))
+    assert orders["attention"][1].tolist() == [0, 3, 2, 1]  # no tie: most-attended first, as by index
+    assert orders["attention"][0, 3] == 0 and sorted(orders["attention"][0, :3].tolist()) == [1, 2, 3]
+    ties_met = [r for r in orders["random"][0].tolist() if r != 0]
+    assert orders["attention"][0, :3].tolist() == ties_met  # the tied three in the random order
+
+
 def test_deletion_order_masks_and_aopc():
     mass = torch.tensor([[0.1, 0.4, 0.2, 0.3]])
     order = deletion_order(mass)
@@ -109,6 +130,20 @@ def test_analysis_is_recorded_and_consistent(tiny_run):
     assert curves["attention"][0] == pytest.approx(m["test/vqa_acc"]) == pytest.approx(curves["random"][0])
     assert 0 < m["test/pointing_chance"] < 100 and 0 < m["test/attn_mass_chance"] < 100
     assert -1 <= m["test/tau_ig"] <= 1 and -1 <= m["test/tau_loo"] <= 1
+
+
+def test_uniform_attention_scores_chance_in_the_pointing_game_and_no_deletion_gain(tmp_path):
+    """The ``uniform`` control end to end: its pointing accuracy is the chance rate and its
+    attention order is the random order (AOPC gain 0), whatever the region order."""
+    from alignbench.cli import main
+
+    run_dir = tmp_path / "uniform"
+    assert main(["train", "task=vqa", "preset=tiny", "score=uniform", "trainer.max_epochs=1",
+                 "analysis.costly_examples=4", f"hydra.run.dir={run_dir}"]) == 0
+    record = json.loads((run_dir / "run.json").read_text())
+    m, curves = record["metrics"], record["analysis"]
+    assert m["test/pointing_acc"] == pytest.approx(m["test/pointing_chance"], abs=1e-4)
+    assert curves["attention"] == curves["random"] and m["test/aopc_gain"] == 0
 
 
 def test_analyze_command_rewrites_the_record(tiny_run, capsys):

@@ -52,9 +52,12 @@ def grounding_measures(mass: torch.Tensor, cover: torch.Tensor) -> dict[str, tor
 def deletion_orders(mass: torch.Tensor, generator: torch.Generator,
                     valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The two orders of hiding, ``[N, R]`` each: most-attended first, and random (drawn from
-    ``generator``). Invalid positions (padding) come last in both and are never hidden."""
-    return {"attention": deletion_order(mass, valid=valid),
-            "random": deletion_order(mass, generator, random=True, valid=valid)}
+    ``generator``). Invalid positions (padding) come last in both and are never hidden.
+    Positions of equal attention are met in the random order, so attention that ties
+    everywhere (``uniform``) hides in the random order: no gain, as it carries no order
+    (by index, it would hide whatever is stored first)."""
+    random = deletion_order(mass, generator, random=True, valid=valid)
+    return {"attention": deletion_order(mass, valid=valid, ties=random), "random": random}
 
 
 def deletion_curves(orders: dict[str, torch.Tensor], valid: torch.Tensor | None,

@@ -25,9 +25,12 @@ def region_mass(weights: torch.Tensor, normalization: str, query_mask: torch.Ten
 
 def pointing_hits(mass: torch.Tensor, cover: torch.Tensor) -> torch.Tensor:
     """Pointing game: 1.0 where the most-attended region touches a ground-truth object
-    (``cover > 0``), else 0.0; ``[N]``. Ties go to the first region."""
-    top = mass.argmax(dim=1, keepdim=True)
-    return (cover.gather(1, top).squeeze(1) > 0).float()
+    (``cover > 0``), else 0.0; ``[N]``. Where several regions share the largest mass, the
+    hit is the share of them that touch an object: the expected hit of a random pick among
+    them (uniform attention, where every region ties, scores :func:`pointing_chance`; a
+    first-region rule would score whatever happens to be stored first)."""
+    top = mass == mass.max(dim=1, keepdim=True).values
+    return ((cover > 0) & top).sum(1).float() / top.sum(1).float()
 
 
 def pointing_chance(cover: torch.Tensor) -> torch.Tensor:
@@ -49,10 +52,13 @@ def area_share(cover: torch.Tensor) -> torch.Tensor:
 
 
 def deletion_order(mass: torch.Tensor, generator: torch.Generator | None = None,
-                   random: bool = False, valid: torch.Tensor | None = None) -> torch.Tensor:
+                   random: bool = False, valid: torch.Tensor | None = None,
+                   ties: torch.Tensor | None = None) -> torch.Tensor:
     """Region indices ``[N, R]`` in the order they are deleted: most-attended first, or a
     random permutation per example. With ``valid [N, R]`` (bool) the invalid entries (e.g.
-    padded words) come last in either order, after every valid one."""
+    padded words) come last in either order, after every valid one. ``ties [N, R]``: an
+    order of the regions (e.g. the random one) in which regions of equal mass are met;
+    without it, by index."""
     if random:
         keys = torch.rand(mass.shape, generator=generator)
         if valid is not None:
@@ -60,7 +66,9 @@ def deletion_order(mass: torch.Tensor, generator: torch.Generator | None = None,
         return keys.argsort(dim=1, stable=True)
     if valid is not None:
         mass = mass.masked_fill(~valid, float("-inf"))
-    return mass.argsort(dim=1, descending=True, stable=True)
+    if ties is None:
+        return mass.argsort(dim=1, descending=True, stable=True)
+    return ties.gather(1, mass.gather(1, ties).argsort(dim=1, descending=True, stable=True))
 
 
 def keep_masks(order: torch.Tensor, fraction: float, counts: torch.Tensor | None = None) -> torch.Tensor:
