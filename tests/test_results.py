@@ -1,7 +1,9 @@
 """Results layer: records → tables → report, from fabricated run records."""
 
+import json
 import math
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -359,8 +361,6 @@ def test_claims_that_test_many_scores_correct_for_their_number(tmp_path):
 
 
 def test_one_sided_pvalues_are_scipys():
-    from scipy import stats as scipy_stats
-
     x, y = {0: 1.0, 1: 2.0, 2: 4.0, 3: 2.5}, {0: 0.0, 1: 0.5, 2: 0.7, 3: 1.9}
     for alternative in ("two-sided", "greater", "less"):
         assert stats.difference_pvalue(x, y, alternative) == pytest.approx(
@@ -369,3 +369,24 @@ def test_one_sided_pvalues_are_scipys():
     assert stats.difference_pvalue({0: 1.0, 1: 2.0}, {0: 0.0, 1: 1.0}, "less") == 1.0
     with pytest.raises(ValueError, match="alternative='above' \\(valid: two-sided, greater, less\\)"):
         stats.difference_pvalue(x, y, "above")
+
+
+def test_a_rebuilt_report_drops_the_figures_it_no_longer_draws(tmp_path):
+    root = fabricate(tmp_path / "runs")
+    out = tmp_path / "report"
+    write_report([root], out)
+    figures = out / "figures"
+    assert (figures / "retrieval_synthetic_metrics.png").is_file() and (figures / "vqa_synthetic_deletion.png").is_file()
+    (figures / "notes.txt").write_text("mine")
+    shutil.rmtree(root / "retrieval")
+    for path in (root / "vqa").rglob("run.json"):  # the deletion curves are gone from the records
+        if "general" in path.parts:  # the record cut mid-write
+            continue
+        record = json.loads(path.read_text())
+        record.pop("analysis", None)
+        write_json_atomic(path, record)
+    write_report([root], out)
+    left = {p.name for p in figures.iterdir()}
+    assert "vqa_synthetic_metrics.png" in left and "notes.txt" in left
+    assert not any(name.startswith("retrieval_") for name in left) and "vqa_synthetic_deletion.png" not in left
+    assert all(f"figures/{name}" in (out / "report.md").read_text() for name in left if name.endswith(".png"))

@@ -26,6 +26,9 @@ from .figures import (attention_heatmaps, deletion_curves, difference_plot, entr
 from .tables import (BASELINE, Table, aggregate, interpretability_table, most_and_least, ranking_table, task_groups,
                      task_table)
 
+FIGURES = "figures"  # the report's own folder of figures inside ``out``
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+
 TASK_TITLES = {"vqa": "Visual question answering", "retrieval": "Image-text retrieval", "t2i": "Text-to-image",
                "grounding": "Phrase grounding"}
 REAL_CEILING = ("test/real_r_precision", "test/real_attribute_acc", "test/real_object_acc")
@@ -177,7 +180,7 @@ def build_report(runs: RunSet, sources: list[str], staging: Path, out: Path | No
     reference = reference or BASELINE
     base = Path(out) if out is not None else staging
     sources = [_relative(s, base) for s in sources]
-    figures = staging / "figures"
+    figures = staging / FIGURES
     summary = aggregate(runs.runs, reference) if len(runs.runs) else pd.DataFrame(
         columns=["task", "data", "score", "metric", "n", "mean", "std", "ci_low", "ci_high", "p_better_than_ref"])
     doc = _Doc()
@@ -277,9 +280,20 @@ def build_report(runs: RunSet, sources: list[str], staging: Path, out: Path | No
     return sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
 
 
+def _remove_old_figures(folder: Path, written: set[Path]) -> None:
+    """Remove the figures of an earlier report in ``folder`` that this one did not draw (a
+    figure whose runs or measures are gone would otherwise stay beside the new report)."""
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.is_file() and path.suffix in FIGURE_SUFFIXES and path not in written:
+                path.unlink()
+
+
 def write_report(dirs: list[str | Path], out: str | Path, reference: str | None = None) -> Path:
     """Collect the records under ``dirs`` and write the report into ``out`` (``reference``: the
-    score the others are compared with); returns the path of ``report.md``."""
+    score the others are compared with); returns the path of ``report.md``. Figures of an
+    earlier report in ``out/figures`` that this one does not draw are removed; other files
+    are left alone."""
     runs = collect_runs(dirs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -290,6 +304,7 @@ def write_report(dirs: list[str | Path], out: str | Path, reference: str | None 
             target = out / name
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging / name, target)
+        _remove_old_figures(out / FIGURES, {out / name for name in names})
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out / "report.md"
