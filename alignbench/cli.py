@@ -199,13 +199,9 @@ def cmd_analyze(run_dirs: list[str], examples: int | None, costly: int | None) -
         except (FileNotFoundError, ValueError) as err:
             raise UsageError(str(err)) from None
         shown = {k: round(v, 2) for k, v in sorted(record["metrics"].items())
-                 if k.split("/")[-1] in ANALYSIS_METRICS}
+                 if k in set(record.get("analysis_metrics") or ())}
         print(f"{run_dir}: {shown} ({record['analysis_seconds']:.0f} s)")
     return 0
-
-
-ANALYSIS_METRICS = ("pointing_acc", "pointing_chance", "attn_mass_gt", "attn_mass_chance", "aopc_gain", "tau_ig",
-                    "tau_loo", "flip_rate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -265,10 +265,11 @@ def run_comparison(cfg: DictConfig, echo=lambda text: print(text, flush=True),
         if state.startswith("done"):
             durations.add(job.task, record.get("wall_seconds"))
             echo(f"[skip] {job.label}: completed with the same config" + (
-                "; its analysis settings differ, but it has no checkpoint to analyse again from"
+                "; its analysis settings or grounding truth differ, but it has no checkpoint to analyse again from"
                 if state == "done-stale" else ""))
         elif state == "reanalyse":
-            echo(f"[analyse] {job.label}: trained with the same config; its analysis settings changed")
+            echo(f"[analyse] {job.label}: trained with the same config; its analysis settings or grounding truth "
+                 "changed")
             reanalysed.add(job.label)
             todo.append(job)
         else:

@@ -31,6 +31,8 @@ def test_tied_attention_points_and_hides_as_a_random_pick():
     assert pointing_hits(uniform, cover).tolist() == pointing_chance(cover).tolist() == [0.25, 0.5, 0.25]
     two_tied = torch.tensor([[0.4, 0.4, 0.1, 0.1]] * 3)  # regions 0 and 1 tie at the top
     assert pointing_hits(two_tied, cover).tolist() == [0.5, 0.5, 0.5]
+    broken = torch.tensor([[float("nan"), 0.2, 0.7, 0.1]] * 3)  # a NaN mass is never the top
+    assert pointing_hits(broken, cover).tolist() == [0.0, 0.0, 0.0]
     from alignbench.analysis.protocol import deletion_orders
 
     orders = deletion_orders(torch.full((5, 6), 1 / 6), torch.Generator().manual_seed(3))

@@ -353,6 +353,10 @@ def test_claims_that_test_many_scores_correct_for_their_number(tmp_path):
     assert "coattention − dot -1.50 [-2.74, -0.26]" in ban.evidence and "below 0 of 3 uni-attention" in ban.evidence
     jain = verdicts["Jain & Wallace 2019"]
     assert jain.verdict == "undecided" and "above 0.5: 0 of 10" in jain.evidence, jain.evidence
+    # a family of one decides as its interval: coattention − dot = -1, -2, -0.8 has [-2.86, 0.33]
+    one = _claim_runs(tmp_path / "one", {"ban": base["ban"], "coattention": base["coattention"],
+                                         "dot": (66.0, 66.0, 66.8), "uniform": base["uniform"]})["BAN Table 2"]
+    assert "[-2.86, 0.33]" in one.evidence and "below 0 of 1" in one.evidence and one.verdict == "reproduced"
     verdicts = _claim_runs(tmp_path / "b", {**base, "dot": (70.0, 69.0, 71.5)}, tau_ig={"dot": (0.8, 0.82, 0.81)})
     assert verdicts["BAN Table 2"].verdict == "refuted" and "below 1 of 3 uni-attention scores" in \
         verdicts["BAN Table 2"].evidence and verdicts["BAN Table 2"].evidence.endswith(": dot")
@@ -378,6 +382,7 @@ def test_a_rebuilt_report_drops_the_figures_it_no_longer_draws(tmp_path):
     figures = out / "figures"
     assert (figures / "retrieval_synthetic_metrics.png").is_file() and (figures / "vqa_synthetic_deletion.png").is_file()
     (figures / "notes.txt").write_text("mine")
+    (figures / "my_own_plot.png").write_bytes(b"not drawn by the report")
     shutil.rmtree(root / "retrieval")
     for path in (root / "vqa").rglob("run.json"):  # the deletion curves are gone from the records
         if "general" in path.parts:  # the record cut mid-write
@@ -387,6 +392,7 @@ def test_a_rebuilt_report_drops_the_figures_it_no_longer_draws(tmp_path):
         write_json_atomic(path, record)
     write_report([root], out)
     left = {p.name for p in figures.iterdir()}
-    assert "vqa_synthetic_metrics.png" in left and "notes.txt" in left
+    assert {"vqa_synthetic_metrics.png", "notes.txt", "my_own_plot.png"} <= left
     assert not any(name.startswith("retrieval_") for name in left) and "vqa_synthetic_deletion.png" not in left
-    assert all(f"figures/{name}" in (out / "report.md").read_text() for name in left if name.endswith(".png"))
+    assert all(f"figures/{name}" in (out / "report.md").read_text() for name in left
+               if name.endswith(".png") and name != "my_own_plot.png")

@@ -5,6 +5,7 @@ the run record. ``alignbench analyze`` runs the same :func:`analyse` on a checkp
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -13,6 +14,17 @@ from .examples import save_attention_examples
 from .protocol import TaskAnalysis
 
 log = logging.getLogger("alignbench")
+
+# the measures the analyses give (``test/<name>``, text-to-image also per stage: ``<name>_<side>px``)
+ANALYSIS_METRICS = ("pointing_acc", "pointing_chance", "attn_mass_gt", "attn_mass_chance", "aopc_gain", "flip_rate",
+                    "tau_ig", "tau_loo")
+_ANALYSIS_NAME = re.compile(rf"test/({'|'.join(ANALYSIS_METRICS)})(_\d+px)?")
+
+
+def is_analysis_metric(name: str) -> bool:
+    """Whether a record's metric ``name`` is one an analysis gives (for records from before
+    ``analysis_metrics`` named them)."""
+    return _ANALYSIS_NAME.fullmatch(name) is not None
 
 
 def task_analyses() -> dict[str, TaskAnalysis]:

@@ -99,6 +99,7 @@ def analyze_vqa(model, datamodule, split: str = "test", examples: int = 500, cos
         sums[name] = sums.get(name, 0.0) + float(values.sum())
         counts[name] = counts.get(name, 0) + len(values)
 
+    generator = torch.Generator().manual_seed(seed)  # one stream for every chunk's random orders
     for chunk, batch in _batches(dataset, indices, batch_size):
         with torch.no_grad():
             regions, base_mask = model.encode_visual(batch)
@@ -113,7 +114,7 @@ def analyze_vqa(model, datamodule, split: str = "test", examples: int = 500, cos
             about = cover.sum(1) > 0  # questions about at least one object
             for name, values in grounding_measures(mass[about].clamp_min(0), cover[about]).items():
                 add(name, values)
-        orders = deletion_orders(mass, torch.Generator().manual_seed(seed), base_mask)
+        orders = deletion_orders(mass, generator, base_mask)
         for name, values in _deletion(model, batch, regions, base_mask, orders).items():
             curves[name] = [a + b for a, b in zip(curves[name], values)]
         with torch.no_grad():

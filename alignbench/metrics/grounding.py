@@ -29,6 +29,7 @@ def pointing_hits(mass: torch.Tensor, cover: torch.Tensor) -> torch.Tensor:
     hit is the share of them that touch an object: the expected hit of a random pick among
     them (uniform attention, where every region ties, scores :func:`pointing_chance`; a
     first-region rule would score whatever happens to be stored first)."""
+    mass = mass.nan_to_num(nan=float("-inf"))  # a NaN mass is never the top
     top = mass == mass.max(dim=1, keepdim=True).values
     return ((cover > 0) & top).sum(1).float() / top.sum(1).float()
 

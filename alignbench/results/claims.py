@@ -11,10 +11,10 @@ family decides. With one seed there is no interval, so every verdict is ``undeci
 - **BAN, Table 2** (Kim et al. 2018): bilinear attention > co-attention ≥ uni-attention. Here
   ``ban`` against ``coattention`` (Lu et al.'s parallel co-attention), and ``coattention``
   against every uni-attention score (the row-normalised scores other than the ``uniform``
-  control) by one-sided paired t tests with Holm's correction over them. Reproduced when
-  ``ban − coattention`` holds and co-attention is below no uni-attention score; refuted
-  when ``ban − coattention`` fails or co-attention is below some uni-attention score after
-  the correction. (Testing against the best uni-attention score alone, picked by its mean on
+  control) by one-sided t tests (at 2.5%, one side of the 95% interval) with Holm's
+  correction over them. Reproduced when ``ban − coattention`` holds and co-attention is
+  below no uni-attention score; refuted when ``ban − coattention`` fails or co-attention is
+  below some uni-attention score after the correction. (Testing against the best uni-attention score alone, picked by its mean on
   the same runs, would refute too easily; the evidence still shows that difference.)
 - **BAN, Fig. 2d**: a multi-glimpse BAN settles at distinct attention entropies per glimpse.
   Reproduced when the difference of every pair of glimpses' entropies holds or fails (is not
@@ -22,8 +22,9 @@ family decides. With one seed there is no interval, so every verdict is ``undeci
 - **Jain & Wallace 2019**: attention agrees only weakly with gradient and leave-one-out
   importance. Per score, Kendall τ with integrated gradients and with leave-one-out (the t
   interval of its mean over seeds); reproduced when every interval lies below 0.5, refuted
-  when some mean lies above 0.5 by one-sided t tests with Holm's correction over all the
-  scores and both measures (one interval of many above 0.5 by chance refutes nothing).
+  when some mean lies above 0.5 by one-sided t tests (at 2.5%) with Holm's correction over
+  all the scores and both measures (one interval of many above 0.5 by chance refutes
+  nothing). "Every interval below" needs each of them, so it takes no correction.
 - **Wiegreffe & Pinter 2019**: learned attention beats uniform attention. Each score's
   difference to ``uniform`` on the primary metric, by paired t tests with Holm's correction
   over the scores; reproduced when some score is above, refuted when every score is below,
@@ -40,10 +41,12 @@ from importlib import import_module
 
 import pandas as pd
 
-from .stats import difference_ci, difference_pvalue, holm
+from .stats import CONFIDENCE, difference_ci, difference_pvalue, holm
 from .tables import Table, baselines, by_seed, fmt, primary_metric, task_groups
 
 WEAK_TAU = 0.5  # Kendall τ below this is weak agreement
+# one-sided tests at the level of one side of a 95% interval, so a family of one decides as the interval does
+ONE_SIDED_ALPHA = (1 - CONFIDENCE) / 2
 ALIKE_ENTROPY = 2.0  # entropy points within which two glimpses count as alike
 CONTROL = "uniform"
 
@@ -112,13 +115,14 @@ def ban_table2(name: str, group: pd.DataFrame, records: dict[str, dict]) -> Verd
     d2, l2, h2 = difference_ci(co, per[best_uni])
     first = _holds(l1, h1)
     # co-attention below each uni-attention score: one-sided tests, one family (Holm)
-    rejected = holm([difference_pvalue(co, per[s], alternative="less") for s in uni])
-    below = [s for s, hit in zip(uni, rejected) if hit]
+    pvalues = [difference_pvalue(co, per[s], alternative="less") for s in uni]
+    below = [s for s, hit in zip(uni, holm(pvalues, ONE_SIDED_ALPHA)) if hit]
+    tested = sum(not math.isnan(p) for p in pvalues)
     label = metric[len("test/"):]
     evidence = (f"{label}: ban {fmt(_mean(ban))}, coattention {fmt(_mean(co))}, best uni-attention {best_uni} "
                 f"{fmt(_mean(per[best_uni]))}; ban − coattention {d1:+.2f} {_interval(l1, h1)}; coattention − "
-                f"{best_uni} {d2:+.2f} {_interval(l2, h2)}; coattention below {len(below)} of {len(uni)} "
-                f"uni-attention scores (one-sided paired t tests, Holm over the {len(uni)})"
+                f"{best_uni} {d2:+.2f} {_interval(l2, h2)}; coattention below {len(below)} of {tested} "
+                f"uni-attention scores (one-sided t tests, Holm over the {tested})"
                 + (f": {', '.join(below)}" if below else ""))
     if _seeds(group) < 2:
         verdict = "undecided"
@@ -176,8 +180,9 @@ def jain_wallace(name: str, group: pd.DataFrame, records: dict[str, dict]) -> Ve
                          f"(highest {top[1]} {_interval(top[2], top[3])})")
     if not parts:
         return None
-    above = sum(holm(tests))
-    parts.append(f"above {WEAK_TAU}: {above} of {len(tests)} (one-sided t tests, Holm over the {len(tests)})")
+    above = sum(holm(tests, ONE_SIDED_ALPHA))
+    tested = sum(not math.isnan(p) for p in tests)
+    parts.append(f"above {WEAK_TAU}: {above} of {tested} (one-sided t tests, Holm over the {tested})")
     verdict = ("undecided" if _seeds(group) < 2 else "refuted" if above else "reproduced" if below
                else "undecided")
     return Verdict(f"Jain & Wallace 2019: attention agrees weakly (τ < {WEAK_TAU}) with gradient and LOO importance",
@@ -208,9 +213,10 @@ def wiegreffe_pinter(name: str, group: pd.DataFrame, records: dict[str, dict]) -
         evidence = (f"{metric[len('test/'):]} vs uniform {fmt(_mean(control))}: {above} of {len(results)} scores above "
                     f"by their mean (one seed: no intervals); largest {top[1]} {top[0]:+.2f}")
     else:
+        tested = sum(not math.isnan(r[4]) for r in results)
         evidence = (f"{metric[len('test/'):]} vs uniform {fmt(_mean(control))}: {better} of {len(results)} scores "
-                    f"above, {worse} below, {len(results) - better - worse} indistinguishable (paired t tests, Holm "
-                    f"over the {len(results)}); largest {top[1]} {top[0]:+.2f} {_interval(top[2], top[3])}")
+                    f"above, {worse} below, {len(results) - better - worse} indistinguishable (t tests, Holm "
+                    f"over the {tested} tested); largest {top[1]} {top[0]:+.2f} {_interval(top[2], top[3])}")
     verdict = ("undecided" if _seeds(group) < 2 else "reproduced" if better else "refuted" if worse == len(results)
                else "undecided")
     return Verdict("Wiegreffe & Pinter 2019: learned attention beats uniform attention", name, verdict, evidence)
@@ -234,9 +240,12 @@ def check_claims(runs: pd.DataFrame, records: dict[str, dict]) -> list[Verdict]:
 def claims_table(verdicts: list[Verdict]) -> Table:
     rows = [[v.claim, v.comparison, v.verdict, v.evidence] for v in verdicts]
     return Table("Claims", ["claim", "comparison", "verdict", "evidence"], rows, set(),
-                 "Differences are paired per seed, with 95% Student-t intervals, and with one seed nothing is "
-                 "decided. A single difference counts only when its interval excludes 0; where a claim tests many at "
-                 "once (co-attention below each uni-attention score, each score's τ above 0.5, each score against "
-                 "uniform), t tests with Holm's correction over them decide. The best uni-attention score shown is "
-                 "picked on the same runs (its mean is biased upwards): evidence, not the test. Uni-attention: the "
-                 "row-normalised scores (one softmax per query) other than the uniform control.")
+                 "Differences are paired per seed (Welch's test where two scores share no seed), with 95% "
+                 "Student-t intervals, and with one seed nothing is decided. A single difference counts only when "
+                 "its interval excludes 0. Where a claim could be decided by any one of many tests (co-attention "
+                 "below some uni-attention score, some score's τ above 0.5, scores above or below uniform), the "
+                 "tests run under Holm's correction over them (one-sided ones at 2.5%, one side of the 95% "
+                 "interval); where it needs all of them (every τ below 0.5, every glimpse pair apart), each "
+                 "interval must hold on its own. The best uni-attention score shown is picked on the same runs "
+                 "(its mean is biased upwards): evidence, not the test. Uni-attention: the row-normalised scores "
+                 "(one softmax per query) other than the uniform control.")

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import data_config
+from ..files import write_atomic
 from .collect import RunSet, collect_runs
 from .claims import check_claims, claims_table
 from .figures import (attention_heatmaps, deletion_curves, difference_plot, entropy_per_map, metric_bars,
@@ -27,7 +28,7 @@ from .tables import (BASELINE, Table, aggregate, interpretability_table, most_an
                      task_table)
 
 FIGURES = "figures"  # the report's own folder of figures inside ``out``
-FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+DRAWN = ".drawn"  # in FIGURES: the names of the figures the last report drew, one per line
 
 TASK_TITLES = {"vqa": "Visual question answering", "retrieval": "Image-text retrieval", "t2i": "Text-to-image",
                "grounding": "Phrase grounding"}
@@ -281,19 +282,25 @@ def build_report(runs: RunSet, sources: list[str], staging: Path, out: Path | No
 
 
 def _remove_old_figures(folder: Path, written: set[Path]) -> None:
-    """Remove the figures of an earlier report in ``folder`` that this one did not draw (a
-    figure whose runs or measures are gone would otherwise stay beside the new report)."""
-    if folder.is_dir():
-        for path in folder.iterdir():
-            if path.is_file() and path.suffix in FIGURE_SUFFIXES and path not in written:
+    """Remove the figures that the previous report in ``folder`` drew (its :data:`DRAWN` list)
+    and this one did not (a figure whose runs or measures are gone would otherwise stay beside
+    the new report), then list this report's. Files the report never drew are left alone."""
+    listing = folder / DRAWN
+    if listing.is_file():
+        for name in listing.read_text(encoding="utf-8").splitlines():
+            path = folder / name
+            if name and "/" not in name and path not in written and path.is_file():
                 path.unlink()
+    if folder.is_dir():
+        drawn = sorted(p.name for p in written if p.parent == folder)
+        write_atomic(listing, lambda tmp: tmp.write_text("".join(f"{name}\n" for name in drawn), encoding="utf-8"))
 
 
 def write_report(dirs: list[str | Path], out: str | Path, reference: str | None = None) -> Path:
     """Collect the records under ``dirs`` and write the report into ``out`` (``reference``: the
-    score the others are compared with); returns the path of ``report.md``. Figures of an
-    earlier report in ``out/figures`` that this one does not draw are removed; other files
-    are left alone."""
+    score the others are compared with); returns the path of ``report.md``. Figures that the
+    previous report in ``out`` drew and this one does not are removed; other files are left
+    alone."""
     runs = collect_runs(dirs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ..analysis.callback import analyse, task_analyses
+from ..analysis.callback import analyse, is_analysis_metric, task_analyses
 from .build import build_parts, trainer_config
 from .record import ANALYSIS_DATA, RECORD_NAME, code_version, read_record, write_json_atomic
 
@@ -76,9 +76,10 @@ def analyze(run_dir: str | Path, examples: int | None = None, costly_examples: i
     # the attention examples too, with the current code's ground truth
     metrics, fields = analyse(model, datamodule, record["task"], run_dir, settings, seed=int(resolved["seed"]))
     # the earlier analysis's metrics go (one it gave that this one does not, e.g. grounding
-    # once the truth is gone, would be stale); records from before analysis_metrics keep theirs
-    earlier = set(record.get("analysis_metrics") or ())
-    record["metrics"] = {**{k: v for k, v in record["metrics"].items() if k not in earlier}, **metrics}
+    # once the truth is gone, would be stale); a record from before analysis_metrics: by name
+    earlier = record.get("analysis_metrics")
+    stale = set(earlier) if earlier is not None else {k for k in record["metrics"] if is_analysis_metric(k)}
+    record["metrics"] = {**{k: v for k, v in record["metrics"].items() if k not in stale}, **metrics}
     record.update(fields)
     record["config"] = {**record["config"], "data": resolved["data"], "analysis": {"enabled": True, **settings}}
     record["analysis_code_version"] = code_version()  # the code of this analysis (training's is code_version)

@@ -247,7 +247,8 @@ def hydra_entry(cfg: DictConfig) -> float | None:
             current = analysis_current(record, resolved)
             if current or not (done / "checkpoints" / "best.ckpt").is_file():
                 log.info("skipped: the same config already completed in %s%s", done, "" if current else
-                         " (its analysis settings differ, but it has no checkpoint to analyse again from)")
+                         " (its analysis settings or grounding truth differ, but it has no checkpoint to analyse "
+                         "again from)")
                 return record["metrics"].get(monitor)
             run_dir = done  # trained, but analysed with other settings: train() analyses it again
     if resumable_record(run_dir, wanted) is None:  # a single run gets a new folder: look for an unfinished one
