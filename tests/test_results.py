@@ -299,7 +299,14 @@ def test_the_report_warns_when_runs_come_from_different_code_versions(tmp_path):
     record = fake_record("vqa", "dot", 0, {"test/vqa_acc": 50.0})
     write_json_atomic(tmp_path / "one" / "run.json", {**record, "code_version": "0.1.0+gaaaa"})
     write_report([tmp_path / "one"], tmp_path / "report1")
-    assert "Warning" not in (tmp_path / "report1" / "report.md").read_text()
+    one = (tmp_path / "report1" / "report.md").read_text()
+    assert "Warning" not in one and "Code: every run comes from 0.1.0+gaaaa." in one
+    # trained by one version, analysed again by another: the report names both
+    write_json_atomic(tmp_path / "one" / "run.json", {**record, "code_version": "0.1.0+gaaaa",
+                                                       "analysis_code_version": "0.1.0+gcccc"})
+    write_report([tmp_path / "one"], tmp_path / "report2")
+    assert "Code: every run comes from 0.1.0+gaaaa (analysed by 0.1.0+gcccc)." in (
+        tmp_path / "report2" / "report.md").read_text()
 
 
 def _claim_runs(tmp_path, table, tau_ig=None):

@@ -138,7 +138,8 @@ CONVERGED = "experiments/converged"  # the committed converged comparison
 
 
 def _code_versions(runs: RunSet) -> str:
-    """A warning when the runs come from more than one version of the code, else ''."""
+    """Which version of the code made the runs (training, and the analysis when it was done
+    again by another), as a warning when they come from more than one."""
     counts: dict[str, int] = {}
     for run_dir in runs.runs.get("run_dir", []):
         record = runs.records[run_dir]
@@ -146,8 +147,10 @@ def _code_versions(runs: RunSet) -> str:
         if record.get("analysis_code_version") not in (None, record.get("code_version")):
             version += f" (analysed by {record['analysis_code_version']})"
         counts[version] = counts.get(version, 0) + 1
-    if len(counts) < 2:
+    if not counts:
         return ""
+    if len(counts) == 1:
+        return f"Code: every run comes from {next(iter(counts))}."
     listed = "; ".join(f"{v}: {n} run(s)" for v, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
     return (f"Warning: these runs come from {len(counts)} versions of the code ({listed}); differences between "
             "scores may include differences between code versions.")
