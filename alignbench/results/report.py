@@ -143,7 +143,7 @@ def _code_versions(runs: RunSet) -> str:
     counts: dict[str, int] = {}
     for run_dir in runs.runs.get("run_dir", []):
         record = runs.records[run_dir]
-        version = str(record.get("code_version") or "unknown (recorded before code_version)")
+        version = str(record.get("code_version") or "an unknown version (recorded before code_version)")
         if record.get("analysis_code_version") not in (None, record.get("code_version")):
             version += f" (analysed by {record['analysis_code_version']})"
         counts[version] = counts.get(version, 0) + 1
