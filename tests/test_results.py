@@ -403,3 +403,14 @@ def test_a_rebuilt_report_drops_the_figures_it_no_longer_draws(tmp_path):
     assert not any(name.startswith("retrieval_") for name in left) and "vqa_synthetic_deletion.png" not in left
     assert all(f"figures/{name}" in (out / "report.md").read_text() for name in left
                if name.endswith(".png") and name != "my_own_plot.png")
+
+
+def test_a_chance_rate_is_shown_only_beside_its_measure(tmp_path):
+    for seed in range(2):
+        metrics = {"test/vqa_acc": 50.0 + seed, "test/pointing_chance": 18.0, "test/attn_mass_gt": 30.0 + seed,
+                   "test/attn_mass_chance": 9.0}
+        write_json_atomic(tmp_path / "runs" / f"seed{seed}" / "run.json", fake_record("vqa", "dot", seed, metrics))
+    write_report([tmp_path / "runs"], tmp_path / "report")
+    report = (tmp_path / "report" / "report.md").read_text()
+    header = next(line for line in report.splitlines() if line.startswith("| score") and "mass on truth" in line)
+    assert "mass chance" in header and "pointing" not in header  # no pointing acc: no pointing chance either

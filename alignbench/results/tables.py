@@ -217,6 +217,8 @@ INTERPRETABILITY = [("test/pointing_acc", "pointing acc", 1), ("test/pointing_ch
                     ("test/tau_ig", "τ IG", 1), ("test/tau_loo", "τ LOO", 1)]
 
 
+CHANCE_OF = {"test/pointing_chance": "test/pointing_acc", "test/attn_mass_chance": "test/attn_mass_gt"}
+
 INTERPRETABILITY_NOTES = {
     "vqa": ("Pointing acc: the most-attended region touches what the question is about (chance: a random region); "
             "mass on truth: attention mass on those pixels (chance: uniform attention); AOPC gain: accuracy drop "
@@ -250,14 +252,15 @@ def interpretability_table(task: str, data: str, runs: pd.DataFrame, summary: pd
     """Grounding and faithfulness per score (mean ± std over seeds), or None without them."""
     group_runs = runs[(runs["task"] == task) & (runs["data"] == data)]
     present = [c for c in group_runs.columns if group_runs[c].notna().any()]
-    specs = [s for s in INTERPRETABILITY if s[0] in present]
+    # a chance rate is shown beside its measure only
+    specs = [s for s in INTERPRETABILITY if s[0] in present and CHANCE_OF.get(s[0], s[0]) in present]
     if not specs:
         return None
     # per attention stage (text-to-image): pointing on each stage's own grid, after the overall one
     stages = sorted({int(m.group(1)) for c in present if (m := re.fullmatch(r"test/pointing_acc_(\d+)px", c))})
     per_stage = [(f"test/{k}_{res}px", f"{label} {res}px", d) for res in stages
                  for k, label, d in (("pointing_acc", "pointing", 1), ("pointing_chance", "chance", 0))
-                 if f"test/{k}_{res}px" in present]
+                 if f"test/{k}_{res}px" in present and f"test/pointing_acc_{res}px" in present]
     at = next((i + 1 for i, s in enumerate(specs) if s[0] == "test/pointing_chance"), 0)
     specs = specs[:at] + per_stage + specs[at:]
     group = summary[(summary["task"] == task) & (summary["data"] == data)]
