@@ -198,8 +198,7 @@ def cmd_analyze(run_dirs: list[str], examples: int | None, costly: int | None) -
             record = analyze(run_dir, examples, costly)
         except (FileNotFoundError, ValueError) as err:
             raise UsageError(str(err)) from None
-        shown = {k: round(v, 2) for k, v in sorted(record["metrics"].items())
-                 if k in set(record.get("analysis_metrics") or ())}
+        shown = {k: round(record["metrics"][k], 2) for k in sorted(record.get("analysis_metrics") or ())}
         print(f"{run_dir}: {shown} ({record['analysis_seconds']:.0f} s)")
     return 0
 

@@ -52,6 +52,14 @@ def area_share(cover: torch.Tensor) -> torch.Tensor:
     return cover.mean(dim=1)
 
 
+def rank_descending(values: torch.Tensor, ties: torch.Tensor | None = None) -> torch.Tensor:
+    """Indices ``[N, R]`` of each row of ``values`` from the highest value down; equal values
+    are met in the order ``ties [N, R]`` gives (a permutation of each row), without it by index."""
+    if ties is None:
+        return values.argsort(dim=1, descending=True, stable=True)
+    return ties.gather(1, values.gather(1, ties).argsort(dim=1, descending=True, stable=True))
+
+
 def deletion_order(mass: torch.Tensor, generator: torch.Generator | None = None,
                    random: bool = False, valid: torch.Tensor | None = None,
                    ties: torch.Tensor | None = None) -> torch.Tensor:
@@ -67,9 +75,7 @@ def deletion_order(mass: torch.Tensor, generator: torch.Generator | None = None,
         return keys.argsort(dim=1, stable=True)
     if valid is not None:
         mass = mass.masked_fill(~valid, float("-inf"))
-    if ties is None:
-        return mass.argsort(dim=1, descending=True, stable=True)
-    return ties.gather(1, mass.gather(1, ties).argsort(dim=1, descending=True, stable=True))
+    return rank_descending(mass, ties)
 
 
 def keep_masks(order: torch.Tensor, fraction: float, counts: torch.Tensor | None = None) -> torch.Tensor:
@@ -155,9 +161,8 @@ def phrase_recall_at_k(scores: torch.Tensor, region_boxes: torch.Tensor, gt_boxe
                          f"{p} ground-truth box tensors, got {tuple(region_boxes.shape)} and {len(gt_boxes)}")
     valid = torch.ones(p, r, dtype=torch.bool) if region_mask is None else region_mask.bool().cpu()
     ranked_scores = scores.detach().float().cpu().masked_fill(~valid, float("-inf"))
-    shuffle = (torch.rand(p, r, generator=generator).argsort(1) if generator is not None
-               else torch.arange(r).expand(p, r))  # the order in which ties are met
-    order = shuffle.gather(1, ranked_scores.gather(1, shuffle).argsort(dim=1, descending=True, stable=True))
+    ties = None if generator is None else torch.rand(p, r, generator=generator).argsort(1)  # the order ties are met in
+    order = rank_descending(ranked_scores, ties)
     good = torch.zeros(p, r, dtype=torch.bool)
     for i, boxes in enumerate(gt_boxes):
         boxes = torch.as_tensor(boxes).reshape(-1, 4)

@@ -260,7 +260,7 @@ def interpretability_table(task: str, data: str, runs: pd.DataFrame, summary: pd
     stages = sorted({int(m.group(1)) for c in present if (m := re.fullmatch(r"test/pointing_acc_(\d+)px", c))})
     per_stage = [(f"test/{k}_{res}px", f"{label} {res}px", d) for res in stages
                  for k, label, d in (("pointing_acc", "pointing", 1), ("pointing_chance", "chance", 0))
-                 if f"test/{k}_{res}px" in present and f"test/pointing_acc_{res}px" in present]
+                 if f"test/{k}_{res}px" in present]
     at = next((i + 1 for i, s in enumerate(specs) if s[0] == "test/pointing_chance"), 0)
     specs = specs[:at] + per_stage + specs[at:]
     group = summary[(summary["task"] == task) & (summary["data"] == data)]
