@@ -152,7 +152,7 @@ def ban_table2(name: str, group: pd.DataFrame, records: dict[str, dict]) -> Verd
         verdict = "undecided"
     elif first < 0 or worse:
         verdict = "refuted"
-    elif first > 0 and margin is not None and len(noninferior) == len(uni):
+    elif first > 0 and len(noninferior) == len(uni):  # uni is never empty here; no margin: none shown
         verdict = "reproduced"
     else:
         verdict = "undecided"
