@@ -103,6 +103,24 @@ def test_ranking_averages_ranks_over_tasks(tmp_path):
     assert ranks == {"ban": "2.00", "dot": "2.00", "scaled_dot": "2.00"}
 
 
+def test_report_counts_many_folders_under_their_common_folder(tmp_path):
+    """A shell glob (``runs/*/*/seed0``) passes one folder per run: the report counts them
+    under their common folder instead of listing every one, and still reads them all."""
+    root = fabricate(tmp_path / "runs")
+    seed0 = sorted(str(p) for p in root.glob("*/*/seed0"))
+    assert len(seed0) > 3
+    out = tmp_path / "report"
+    assert main(["report", *seed0, "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    completed = len(pd.read_csv(out / "runs.csv"))
+    assert completed == 6  # the seed-0 runs of the 3 scores on 2 tasks
+    assert f"{completed} completed run(s) from {len(seed0)} folders under ../runs;" in text
+    few = tmp_path / "few"
+    assert main(["report", seed0[0], seed0[1], "--out", str(few)]) == 0
+    names = ", ".join("../runs/" + str(Path(d).relative_to(root)) for d in seed0[:2])
+    assert f"completed run(s) from {names};" in (few / "report.md").read_text()
+
+
 def test_report_files_and_golden_snapshot(tmp_path):
     root = fabricate(tmp_path / "runs")
     out = tmp_path / "report"

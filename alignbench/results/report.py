@@ -175,6 +175,15 @@ def _budget(runs: RunSet) -> str:
     return "The runs mix fixed-budget and early-stopped training."
 
 
+def _sources_text(sources: list[str], listed: int = 3) -> str:
+    """The folders a report read: named when few, else counted under their common folder
+    (a shell glob such as ``runs/*/*/seed[0-3]`` passes one folder per run)."""
+    if len(sources) <= listed:
+        return ", ".join(sources)
+    common = os.path.commonpath(sources) if len({Path(s).is_absolute() for s in sources}) == 1 else ""
+    return f"{len(sources)} folders under {common or '.'}"
+
+
 def build_report(runs: RunSet, sources: list[str], staging: Path, out: Path | None = None,
                  reference: str | None = None) -> list[str]:
     """Write the report files into ``staging`` (to be moved into ``out``); return their
@@ -189,7 +198,7 @@ def build_report(runs: RunSet, sources: list[str], staging: Path, out: Path | No
         columns=["task", "data", "score", "metric", "n", "mean", "std", "ci_low", "ci_high", "p_better_than_ref"])
     doc = _Doc()
     doc.heading(1, "alignbench report")
-    doc.para(f"{len(runs.runs)} completed run(s) from {', '.join(sources)}; {len(runs.skipped)} skipped. "
+    doc.para(f"{len(runs.runs)} completed run(s) from {_sources_text(sources)}; {len(runs.skipped)} skipped. "
              "Only the attention score function differs within a comparison.")
     for text in (_budget(runs), _code_versions(runs)):
         if text:
