@@ -180,8 +180,7 @@ def _sources_text(sources: list[str], listed: int = 3) -> str:
     (a shell glob such as ``runs/*/*/seed[0-3]`` passes one folder per run)."""
     if len(sources) <= listed:
         return ", ".join(sources)
-    common = os.path.commonpath(sources) if len({Path(s).is_absolute() for s in sources}) == 1 else ""
-    return f"{len(sources)} folders under {common or '.'}"
+    return f"{len(sources)} folders under {os.path.commonpath(sources) or '.'}"  # all relative (_relative)
 
 
 def build_report(runs: RunSet, sources: list[str], staging: Path, out: Path | None = None,
