@@ -186,7 +186,8 @@ def jain_wallace(name: str, group: pd.DataFrame, records: dict[str, dict]) -> Ve
         return None
     marked = baselines(group)
     scores = sorted(s for s in set(group["score"]) if s not in marked and s != CONTROL)
-    below, parts, tests = True, [], []  # tests: one-sided p-value of mean τ > 0.5, per score and measure
+    below, parts = True, []
+    tests, labels = [], []  # one-sided p-value of mean τ > 0.5 per score and measure, and what it tests
     for column in columns:
         cells = []
         for score in scores:
@@ -197,6 +198,7 @@ def jain_wallace(name: str, group: pd.DataFrame, records: dict[str, dict]) -> Ve
             _, low, high = difference_ci(values, {seed: 0.0 for seed in values})  # t interval of the mean
             below &= not math.isnan(high) and high < WEAK_TAU
             tests.append(difference_pvalue(values, weak, alternative="greater"))
+            labels.append(f"{score} {column[len('test/'):]} {_interval(low, high)}")
             cells.append((_mean(values), score, low, high))
         if cells:
             top = max(cells)
@@ -204,9 +206,11 @@ def jain_wallace(name: str, group: pd.DataFrame, records: dict[str, dict]) -> Ve
                          f"(highest {top[1]} {_interval(top[2], top[3])})")
     if not parts:
         return None
-    above = sum(holm(tests, ONE_SIDED_ALPHA))
+    shown = [label for label, hit in zip(labels, holm(tests, ONE_SIDED_ALPHA)) if hit]
+    above = len(shown)
     tested = sum(not math.isnan(p) for p in tests)
-    parts.append(f"above {WEAK_TAU}: {above} of {tested} (one-sided t tests, Holm over the {tested})")
+    parts.append(f"above {WEAK_TAU}: {above} of {tested} (one-sided t tests, Holm over the {tested})"
+                 + (f": {', '.join(shown)}" if shown else ""))
     verdict = ("undecided" if _seeds(group) < 2 else "refuted" if above else "reproduced" if below
                else "undecided")
     return Verdict(f"Jain & Wallace 2019: attention agrees weakly (τ < {WEAK_TAU}) with gradient and LOO importance",
