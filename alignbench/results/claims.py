@@ -186,8 +186,7 @@ def jain_wallace(name: str, group: pd.DataFrame, records: dict[str, dict]) -> Ve
         return None
     marked = baselines(group)
     scores = sorted(s for s in set(group["score"]) if s not in marked and s != CONTROL)
-    below, parts = True, []
-    tests, labels = [], []  # one-sided p-value of mean τ > 0.5 per score and measure, and what it tests
+    below, parts, tests, labels = True, [], [], []  # tests: one-sided p of mean τ > 0.5 per score and measure
     for column in columns:
         cells = []
         for score in scores:
@@ -207,11 +206,10 @@ def jain_wallace(name: str, group: pd.DataFrame, records: dict[str, dict]) -> Ve
     if not parts:
         return None
     shown = [label for label, hit in zip(labels, holm(tests, ONE_SIDED_ALPHA)) if hit]
-    above = len(shown)
     tested = sum(not math.isnan(p) for p in tests)
-    parts.append(f"above {WEAK_TAU}: {above} of {tested} (one-sided t tests, Holm over the {tested})"
+    parts.append(f"above {WEAK_TAU}: {len(shown)} of {tested} (one-sided t tests, Holm over the {tested})"
                  + (f": {', '.join(shown)}" if shown else ""))
-    verdict = ("undecided" if _seeds(group) < 2 else "refuted" if above else "reproduced" if below
+    verdict = ("undecided" if _seeds(group) < 2 else "refuted" if shown else "reproduced" if below
                else "undecided")
     return Verdict(f"Jain & Wallace 2019: attention agrees weakly (τ < {WEAK_TAU}) with gradient and LOO importance",
                    name, verdict, "; ".join(parts))
